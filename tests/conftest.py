@@ -1,0 +1,54 @@
+"""Shared fixtures: compose the real Hydra configs with overrides for tiny, fast runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def tiny_overrides(tmp_path: Path, run: str = "run") -> list[str]:
+    """A run that trains ResNet-18 at 32 px for a few steps in seconds on 2 cores."""
+    return [
+        f"run_dir={tmp_path / run}",
+        f"data.root={tmp_path / 'cache'}",
+        "data.image_size=32",
+        "data.batch_size=8",
+        "data.train_per_class=4",
+        "data.val_per_class=1",
+        "positions.n_neighborhoods=300",
+        "trainer.max_steps=4",
+        "trainer.log_every=1",
+        "trainer.checkpoint_every=2",
+        "trainer.val_every=2",
+        "trainer.progress=false",
+    ]
+
+
+@pytest.fixture(autouse=True)
+def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test tracks into its own SQLite file (never the repository's mlflow.db)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("TOPO_CACHE_DIR", str(tmp_path / "cache"))
+    return uri
+
+
+@pytest.fixture
+def compose_train() -> Callable[..., DictConfig]:
+    """compose_train(overrides) → conf/train.yaml composed as `python -m topo_train` sees it."""
+
+    def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,137 @@
+"""train(cfg) on tiny data: outputs, tracking, determinism, resume checks and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, InstantiationException
+
+from tests.conftest import tiny_overrides
+from topo_models import TopoError
+from topo_train import train
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss/total"]) for r in map(json.loads, lines) if "loss/total" in r]
+
+
+def test_training_writes_checkpoint_positions_figure_and_mlflow_run(tmp_path, compose_train):
+    cfg = compose_train(tiny_overrides(tmp_path))
+    metrics = train(cfg)
+    run_dir = tmp_path / "run"
+    assert {"loss/task", "loss/spatial", "spatial/layer2_0", "val/loss/total"} <= set(metrics)
+    assert (run_dir / "last.pt").is_file() and (run_dir / "model.pt").is_file()
+    assert sorted(p.stem for p in (run_dir / "positions").glob("*.npz"))[0] == "layer1.0"
+    assert [step for step, _ in losses(run_dir)] == [1, 2, 3, 4]
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["step"] == 4
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(state["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["loss.alpha"] == "0.25"
+    assert run.data.params["model._target_"] == "topo_models.ResNet18Spatial"
+    history = client.get_metric_history(run.info.run_id, "spatial/layer2_0")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert all(0.0 <= m.value <= 1.0 for m in history)  # relative SL lies in [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "figures", "positions", "model"} <= artifacts
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {"figures/responses_on_sheet.png"}
+
+
+def test_same_seed_gives_the_same_loss_curve_and_another_seed_does_not(tmp_path, compose_train):
+    curves = []
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        cfg = compose_train([*tiny_overrides(tmp_path, run), f"seed={seed}", "tracking=none"])
+        train(cfg)
+        curves.append(losses(tmp_path / run))
+    assert curves[0] == curves[1]
+    assert curves[0] != curves[2]
+
+
+def test_rerunning_a_finished_run_resumes_and_changes_nothing(tmp_path, compose_train):
+    overrides = [*tiny_overrides(tmp_path), "tracking=none"]
+    train(compose_train(overrides))
+    before = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    train(compose_train(overrides))
+    after = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_resume_refuses_a_changed_config_and_keeps_the_checkpoint(tmp_path, compose_train):
+    overrides = [*tiny_overrides(tmp_path), "tracking=none"]
+    train(compose_train(overrides))
+    checkpoint = tmp_path / "run" / "last.pt"
+    original = checkpoint.read_bytes()
+    with pytest.raises(TopoError, match="loss.alpha"):
+        train(compose_train([*overrides, "loss.alpha=0.5"]))
+    assert checkpoint.read_bytes() == original
+
+
+def test_truncated_checkpoint_is_reported_and_kept(tmp_path, compose_train):
+    overrides = [*tiny_overrides(tmp_path), "tracking=none"]
+    train(compose_train(overrides))
+    checkpoint = tmp_path / "run" / "last.pt"
+    damaged = checkpoint.read_bytes()[:1000]
+    checkpoint.write_bytes(damaged)
+    with pytest.raises(TopoError, match="corrupt or truncated") as error:
+        train(compose_train(overrides))
+    assert str(checkpoint) in str(error.value) and "last.prev.pt" in str(error.value)
+    assert checkpoint.read_bytes() == damaged
+
+
+def test_unknown_layer_in_layer_weights_lists_the_real_layers(tmp_path, compose_train):
+    cfg = compose_train(
+        [*tiny_overrides(tmp_path), "tracking=none", "+loss.layer_weights.layer5_0=1.0"]
+    )
+    with pytest.raises(InstantiationException) as error:
+        train(cfg)
+    cause = error.value.__cause__
+    assert isinstance(cause, TopoError)
+    assert "loss.layer_weights.layer5_0" in str(cause) and "layer4_1" in str(cause)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_negative_alpha_is_refused(tmp_path, compose_train):
+    cfg = compose_train([*tiny_overrides(tmp_path), "tracking=none", "loss.alpha=-0.1"])
+    with pytest.raises(InstantiationException) as error:
+        train(cfg)
+    assert isinstance(error.value.__cause__, TopoError)
+    assert "loss.alpha" in str(error.value.__cause__)
+
+
+def test_positions_of_another_input_size_are_refused(tmp_path, compose_train):
+    make = compose_train([*tiny_overrides(tmp_path, "pos"), "task=positions", "data.image_size=64"])
+    from topo_train.train import make_positions
+
+    make_positions(make)
+    cfg = compose_train(
+        [*tiny_overrides(tmp_path), "tracking=none", f"positions_dir={tmp_path / 'pos'}"]
+    )
+    with pytest.raises(TopoError, match="layer1.0") as error:
+        train(cfg)
+    assert "(64, 8, 8)" in str(error.value) and "(64, 16, 16)" in str(error.value)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_config_key_typos_fail(tmp_path, compose_train):
+    with pytest.raises(ConfigCompositionException):
+        compose_train([*tiny_overrides(tmp_path), "loss.alhpa=0.3"])
+    cfg = compose_train([*tiny_overrides(tmp_path), "tracking=none", "+loss.alhpa=0.3"])
+    with pytest.raises(InstantiationException, match="alhpa"):
+        train(cfg)
+
+
+def test_supervised_run_builds_a_classifier_for_the_data_classes(tmp_path, compose_train):
+    cfg = compose_train([*tiny_overrides(tmp_path), "tracking=none", "loss=spatial_supervised"])
+    metrics = train(cfg)
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert saved["model_config"]["head"] == "classifier"
+    assert saved["model_config"]["num_classes"] == 10
+    assert saved["model"]["fc.weight"].shape == (10, 512)
+    assert 0.0 <= metrics["accuracy"] <= 1.0

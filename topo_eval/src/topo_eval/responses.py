@@ -1,0 +1,88 @@
+"""Responses registered on the cortical sheet: every unit's response next to its (x, y) in mm.
+
+The flat order of ``torch.flatten(features[layer], 1)`` is the order of the layer's
+``coordinates`` (channel-major), so unit i of the table sits at ``coordinates[i]``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from topo_models import TopoError  # noqa: E402
+
+
+@torch.no_grad()
+def registered_responses(
+    model: nn.Module, positions: Mapping, image: torch.Tensor, layers: list[str] | None = None
+) -> pd.DataFrame:
+    """Table of (layer, unit, x_mm, y_mm, response) for one normalised image (3, H, W)."""
+    model.eval()
+    device = next(model.parameters()).device
+    _, features = model(image[None].to(device))
+    names = list(positions) if layers is None else layers
+    tables = []
+    for name in names:
+        if name not in features or name not in positions:
+            raise TopoError(
+                "layer has no features or no positions",
+                field=name,
+                expected=sorted(set(features) & set(positions)),
+                found=name,
+            )
+        response = features[name][0].flatten().float().cpu().numpy()
+        coords = np.asarray(positions[name].coordinates)
+        if len(coords) != len(response):
+            raise TopoError(
+                "positions do not match the layer",
+                field=name,
+                expected=f"{len(response)} units",
+                found=f"{len(coords)} coordinates",
+            )
+        tables.append(
+            pd.DataFrame(
+                {
+                    "layer": name,
+                    "unit": np.arange(len(response)),
+                    "x_mm": coords[:, 0],
+                    "y_mm": coords[:, 1],
+                    "response": response,
+                }
+            )
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def plot_layer(table: pd.DataFrame, layer: str) -> plt.Figure:
+    """One layer's responses as a scatter on the sheet (strongest drawn last)."""
+    rows = table[table.layer == layer].sort_values("response")
+    figure, axis = plt.subplots(figsize=(5, 4.4))
+    dots = axis.scatter(rows.x_mm, rows.y_mm, c=rows.response, s=3, cmap="viridis", linewidths=0)
+    axis.set_aspect("equal")
+    axis.set_xlabel("x (mm)")
+    axis.set_ylabel("y (mm)")
+    axis.set_title(f"{layer}: responses on the cortical sheet")
+    figure.colorbar(dots, ax=axis, label="response")
+    figure.tight_layout()
+    return figure
+
+
+def write_figure(figure: plt.Figure, path: Path) -> None:
+    """PNG written atomically (temp file + rename)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_bytes(buffer.getvalue())
+    temp.replace(path)

@@ -1,0 +1,33 @@
+"""Cortical-sheet positions: where each unit sits (mm), its neighbourhoods, and generators.
+
+File format and algorithms follow TDANN / spacetorch (reference/tdann.md §1-2); every position
+set carries a scale label (``"training"`` or ``"human"``) because the two must never be mixed.
+"""
+
+from topo_models.positions.layer_positions import LayerPositions
+from topo_models.positions.layouts import (
+    RetinotopicLayout,
+    UniformLayout,
+    jitter_coordinates,
+    layer_dims,
+    retinotopic_coordinates,
+    uniform_coordinates,
+)
+from topo_models.positions.neighborhoods import precompute_neighborhoods
+from topo_models.positions.network_positions import NetworkPositions
+from topo_models.positions.sheets import SCALES, SheetScale, get_scale
+
+__all__ = [
+    "SCALES",
+    "LayerPositions",
+    "NetworkPositions",
+    "RetinotopicLayout",
+    "SheetScale",
+    "UniformLayout",
+    "get_scale",
+    "jitter_coordinates",
+    "layer_dims",
+    "precompute_neighborhoods",
+    "retinotopic_coordinates",
+    "uniform_coordinates",
+]

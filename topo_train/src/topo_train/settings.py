@@ -1,0 +1,59 @@
+"""Settings of the training loop (config group ``trainer/``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from topo_models import TopoError
+
+
+@dataclass
+class TrainerSettings:
+    """How long and how a run trains; maps one-to-one onto ``conf/trainer/*.yaml``.
+
+    Args:
+        max_steps: optimiser steps of the whole run.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: mixed precision (float16 autocast + gradient scaling); only used on CUDA.
+        grad_clip_norm: clip the global gradient norm to this value; null switches it off.
+        checkpoint_every: steps between atomic checkpoints (one is always written at the end).
+        val_every: steps between validation passes; 0 validates only at the end.
+        log_every: steps between metric logs (averaged over the steps in between).
+        deterministic: deterministic algorithms (same config + seed → same numbers on CPU).
+        no_weight_decay_on_norm: exclude normalisation-layer parameters from weight decay.
+        figure_layers: layers drawn on the sheet in the run's figure.
+        progress: show a progress bar.
+    """
+
+    max_steps: int = 300
+    device: str = "auto"
+    amp: bool = True
+    grad_clip_norm: float | None = 5.0
+    checkpoint_every: int = 50
+    val_every: int = 100
+    log_every: int = 10
+    deterministic: bool = True
+    no_weight_decay_on_norm: bool = True
+    figure_layers: Sequence[str] = field(default_factory=lambda: ("layer2.0", "layer4.1"))
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.figure_layers = tuple(self.figure_layers)
+        for name in ("max_steps", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TopoError(
+                    "must be a positive integer",
+                    field=f"trainer.{name}",
+                    expected=">= 1",
+                    found=value,
+                )
+        if not isinstance(self.val_every, int) or self.val_every < 0:
+            raise TopoError(
+                "must be an integer >= 0", field="trainer.val_every", found=self.val_every
+            )
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise TopoError(
+                "must be > 0 or null", field="trainer.grad_clip_norm", found=self.grad_clip_norm
+            )
