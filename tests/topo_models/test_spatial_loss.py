@@ -195,3 +195,26 @@ def test_shape_mismatch_and_bad_weights_are_reported():
         SpatialCorrelationLoss(positions, {"c": 1.0})
     with pytest.raises(TopoError, match=">= 0"):
         SpatialCorrelationLoss(positions, {"a": -1.0})
+
+
+def plain_torch_loss(responses: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+    """The relative loss written the straightforward way, for autograd to differentiate."""
+    centred = responses - responses.mean(dim=0)
+    std = centred.pow(2).sum(dim=0).div(responses.shape[0] - 1).sqrt()
+    corr = centred.T @ centred / (responses.shape[0] - 1) / torch.outer(std, std)
+    inv = 1 / (torch.cdist(coordinates, coordinates) + 1)
+    rows, cols = torch.tril_indices(len(coordinates), len(coordinates), offset=-1)
+    r, s = corr[rows, cols], inv[rows, cols]
+    r, s = r - r.mean(), s - s.mean()
+    return (1 - (r @ s) / (r.norm() * s.norm())) / 2
+
+
+def test_gradient_matches_autograd_of_the_plain_formula():
+    torch.manual_seed(0)
+    responses = torch.randn(12, 40, dtype=torch.float64)
+    coordinates = torch.rand(40, 2, dtype=torch.float64) * 3
+    ours = responses.clone().float().requires_grad_(True)
+    spatial_correlation_loss(ours, coordinates.float()).backward()
+    plain = responses.clone().requires_grad_(True)
+    plain_torch_loss(plain, coordinates).backward()
+    torch.testing.assert_close(ours.grad.double(), plain.grad, rtol=1e-3, atol=1e-6)

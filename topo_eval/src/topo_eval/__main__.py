@@ -1,4 +1,4 @@
-"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``."""
+"""``python -m topo_eval task=responses checkpoint=… positions_dir=… [image=…]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from topo_data import eval_transform, load_rgb_image, photo_path
+from topo_data import eval_transform
+from topo_data.embedded import photo_path
+from topo_data.image_folder import load_rgb_image
 from topo_eval.model_loading import load_trained_model
 from topo_eval.responses import plot_layer, registered_responses, write_figure
 from topo_models import TopoError
@@ -27,7 +29,7 @@ def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
     saved = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
     trained = OmegaConf.create(saved.get("config_yaml", "{}"))
     size = cfg.image_size or OmegaConf.select(trained, "data.image_size", default=224)
-    positions = NetworkPositions.load(cfg.positions)
+    positions = NetworkPositions.load(cfg.positions_dir)
     image_file = Path(cfg.image) if cfg.image else photo_path("astronaut")
     image = eval_transform(int(size))(load_rgb_image(str(image_file)))
     layers = list(cfg.layers) if cfg.layers else None

@@ -52,8 +52,29 @@ def standardise(responses: torch.Tensor) -> torch.Tensor:
 def inverse_distance(coordinates: torch.Tensor) -> torch.Tensor:
     """(G, Q, 2) coordinates in mm → (G, Q, Q) matrix 1 / (d + 1)."""
     x, y = coordinates[..., 0], coordinates[..., 1]
-    distances = torch.hypot(x[:, :, None] - x[:, None, :], y[:, :, None] - y[:, None, :])
-    return distances.add_(1.0).reciprocal_()
+    dx = x[:, :, None] - x[:, None, :]
+    dy = y[:, :, None] - y[:, None, :]
+    # In place: this Q×Q matrix is the loss's largest elementwise cost.
+    return dx.square_().add_(dy.square_()).sqrt_().add_(1.0).reciprocal_()
+
+
+class _SymmetricQuadraticForm(torch.autograd.Function):
+    """Σ_b z_b S z_bᵀ per group for a constant symmetric S, with a one-product backward.
+
+    d/dz Σ_b z_b S z_bᵀ = 2 z S, which the forward already computed: saving it halves the
+    (batch × Q)·(Q × Q) products autograd would otherwise run.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:
+        product = z @ symmetric  # (G, B, Q)
+        ctx.save_for_backward(product)
+        return (z * product).sum(dim=(1, 2), dtype=torch.float64)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (product,) = ctx.saved_tensors
+        return 2.0 * grad.to(product.dtype)[:, None, None] * product, None
 
 
 def _check_inputs(responses: torch.Tensor, coordinates: torch.Tensor, version: str) -> None:
@@ -119,21 +140,24 @@ def batched_spatial_correlation_loss(
         gap = ((correlation - similarity).abs() * lower).sum(dim=(1, 2), dtype=torch.float64)
         return (gap / pairs).to(responses.dtype)
     maskf = mask.float()
-    # s statistics over valid pairs through matrix-vector products (no Q×Q mask is formed).
-    s_all = (maskf[:, None, :] @ similarity @ maskf[:, :, None]).view(-1).double()
-    s2_all = (maskf[:, None, :] @ similarity.square() @ maskf[:, :, None]).view(-1).double()
-    sum_s = (s_all - n_units) / 2  # self-similarity 1/(0+1) = 1 on the diagonal
-    sum_s2 = (s2_all - n_units) / 2
-    s_mean = sum_s / pairs
-    var_s = (sum_s2 - sum_s * s_mean).clamp_min(0)
-    # Σ r·(s − s̄) over pairs: Pearson is shift-invariant, and the shift keeps the sum well scaled.
-    shifted = similarity - s_mean.float()[:, None, None]
     diag_r = z64.square().sum(dim=1)  # (G, Q): 1 for varying units, 0 for constant/padded
-    quadratic = (z * (z @ shifted)).sum(dim=(1, 2), dtype=torch.float64)
-    covariance = (quadratic - (diag_r * (1 - s_mean)[:, None]).sum(dim=1)) / 2
-    sum_r = (z64.sum(dim=2).square().sum(dim=1) - diag_r.sum(dim=1)) / 2
+    column_sums = z64.sum(dim=2)  # (G, B): Σ_q z_bq
+    sum_r = (column_sums.square().sum(dim=1) - diag_r.sum(dim=1)) / 2
     gram = z64 @ z64.transpose(1, 2)  # (G, B, B); ‖z zᵀ‖_F = ‖zᵀ z‖_F
     sum_r2 = (gram.square().sum(dim=(1, 2)) - diag_r.square().sum(dim=1)) / 2
+    if not bool(valid.all()):  # padded units take no part in any pair
+        similarity.mul_(maskf[:, :, None]).mul_(maskf[:, None, :])
+    # float32 reductions (tree-summed, accurate); a float64 dtype here would copy the Q×Q matrix.
+    sum_s = (similarity.sum(dim=(1, 2)).double() - n_units) / 2  # s_ii = 1
+    norm_s = torch.linalg.vector_norm(similarity, dim=(1, 2)).double()
+    sum_s2 = (norm_s.square() - n_units) / 2
+    s_mean = sum_s / pairs
+    var_s = (sum_s2 - sum_s * s_mean).clamp_min(0)
+    # Σ over pairs of r·(s − s̄), which is the covariance (Σ (s − s̄) = 0): shifting s first keeps
+    # float32 products small where r̄·s̄ would swamp the covariance. Padded units have z = 0.
+    similarity.sub_(s_mean.float()[:, None, None])
+    quadratic = _SymmetricQuadraticForm.apply(z, similarity)
+    covariance = (quadratic - (diag_r * (1.0 - s_mean)[:, None]).sum(dim=1)) / 2
     var_r = (sum_r2 - sum_r.square() / pairs).clamp_min(0)
     # Pearson is undefined when all correlations (or all distances) are equal: count it as 0.
     # The thresholds are per-pair variances far below what the sums can resolve.
