@@ -106,3 +106,30 @@ def test_embedded_data_validates_before_writing(tmp_path):
     with pytest.raises(TopoDataError, match="views"):
         EmbeddedImageData(root=str(tmp_path), views="nope", **SMALL)
     assert not any(tmp_path.iterdir())
+
+
+def test_concurrent_writers_leave_one_complete_folder(tmp_path):
+    """Two processes writing the same folder at once (DDP replicas) both see a whole tree."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from topo_data import load_image_folder, write_embedded_image_folder\n"
+        "root = write_embedded_image_folder(sys.argv[1], image_size=16, train_per_class=3,"
+        " val_per_class=1)\n"
+        "print(len(load_image_folder(root / 'train').classes))\n"
+    )
+    target = str(tmp_path / "shared")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["10", "10", "10"]

@@ -154,3 +154,20 @@ def test_resumed_loader_equals_tail_of_full_epoch():
 
 def test_worker_count_does_not_change_batches():
     _assert_same_batches(_batches(_loader(1, 0, num_workers=2)), _batches(_loader(1, 0)))
+
+
+def test_replicas_split_each_epoch_into_disjoint_shards():
+    from topo_data import EpochSampler
+
+    shards = [
+        EpochSampler(20, seed=3, drop_last_batch_size=4, rank=r, world_size=2) for r in range(2)
+    ]
+    for shard in shards:
+        shard.set_position(epoch=1)
+    tickets = [list(shard) for shard in shards]
+    assert len(tickets[0]) == len(tickets[1]) == 8  # 20 // 2 = 10 → two whole batches of 4
+    assert not set(tickets[0]) & set(tickets[1])
+    single = EpochSampler(20, seed=3)
+    single.set_position(epoch=1)
+    full = list(single)
+    assert tickets[0] == full[0::2][:8] and tickets[1] == full[1::2][:8]

@@ -104,3 +104,8 @@ def test_white_image_normalises_to_one_minus_mean_over_std():
 def test_bad_image_size_is_rejected(size):
     with pytest.raises(TopoDataError, match="image_size"):
         eval_transform(size)
+
+
+def test_imagenet_statistics_are_the_standard_values():
+    assert IMAGENET_MEAN == pytest.approx((0.485, 0.456, 0.406))
+    assert IMAGENET_STD == pytest.approx((0.229, 0.224, 0.225))

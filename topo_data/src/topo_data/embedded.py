@@ -166,6 +166,9 @@ def write_embedded_image_folder(
 
 def _swap_into_place(staging: Path, root: Path, parameters: dict) -> None:
     """Atomically replace ``root`` by ``staging``; tolerate a concurrent writer that won."""
+    existing = _read_manifest(root) if root.is_dir() else None
+    if existing is not None and existing.get("parameters") == parameters:
+        return  # another process wrote the same folder meanwhile: keep it (readers may use it)
     if root.is_dir() and any(root.iterdir()):
         retired = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
         try:
@@ -196,6 +199,8 @@ class EmbeddedImageData(ImageFolderData):
         train_per_class: training crops per photo (10 photos).
         val_per_class: validation crops per photo (0: no validation set).
         seed: fixes the crops, the sample order and the augmentation.
+        rank: this replica's index under DDP (set by the training loop).
+        world_size: replicas sharing each epoch.
     """
 
     def __init__(
@@ -208,6 +213,8 @@ class EmbeddedImageData(ImageFolderData):
         train_per_class: int = 48,
         val_per_class: int = 8,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         _check_options(image_size, batch_size, num_workers, views)
         name = f"s{image_size}_t{train_per_class}_v{val_per_class}_seed{seed}"
@@ -222,4 +229,6 @@ class EmbeddedImageData(ImageFolderData):
             num_workers=num_workers,
             views=views,
             seed=seed,
+            rank=rank,
+            world_size=world_size,
         )

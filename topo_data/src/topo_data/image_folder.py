@@ -106,6 +106,8 @@ class ImageFolderData:
         num_workers: DataLoader worker processes; results do not depend on it.
         views: "simclr" or "supervised".
         seed: fixes sample order and augmentation (see :mod:`topo_data.sampling`).
+        rank: this replica's index under DDP (set by the training loop, not by configs).
+        world_size: replicas sharing each epoch; ``batch_size`` is per replica.
     """
 
     def __init__(
@@ -117,8 +119,11 @@ class ImageFolderData:
         num_workers: int = 0,
         views: str = "simclr",
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         _check_options(image_size, batch_size, num_workers, views)
+        self.rank, self.world_size = rank, world_size
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TopoDataError("seed must be an integer", field="seed", found=repr(seed))
         self.train_dir = Path(train_dir)
@@ -167,14 +172,14 @@ class ImageFolderData:
 
     @property
     def steps_per_epoch(self) -> int:
-        """Full batches per epoch (the last partial batch is dropped)."""
-        steps = len(self._train) // self.batch_size
+        """Full batches per epoch and replica (the last partial batch is dropped)."""
+        steps = len(self._train) // (self.batch_size * self.world_size)
         if steps == 0:
             raise TopoDataError(
                 "training set is smaller than one batch; use a smaller batch_size or more data",
                 file=self.train_dir,
                 field="batch_size",
-                expected=f"<= {len(self._train)} (number of training images)",
+                expected=f"<= {len(self._train) // self.world_size} (training images per replica)",
                 found=self.batch_size,
             )
         return steps
@@ -203,7 +208,14 @@ class ImageFolderData:
                 expected=f"0 <= start_batch <= {steps} (steps_per_epoch)",
                 found=repr(start_batch),
             )
-        sampler = EpochSampler(len(self._train), self.seed, True, self.batch_size)
+        sampler = EpochSampler(
+            len(self._train),
+            self.seed,
+            True,
+            self.batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
         sampler.set_position(epoch, start_batch * self.batch_size)
         return self._loader(self._train, sampler, drop_last=True)
 

@@ -63,7 +63,11 @@ class EpochSampler(Sampler[int]):
         seed: run seed; together with the epoch it fixes the order.
         shuffle: permute each epoch; if False the order is ``0 .. num_samples - 1``.
         drop_last_batch_size: if given, each epoch is cut to a whole number of batches of this
-            size, so ``len(self)`` and resume positions count only samples that are trained on.
+            size (per replica), so ``len(self)`` and resume positions count only samples that
+            are trained on.
+        rank: this replica's index under DDP; it takes every ``world_size``-th sample of the
+            epoch's order, starting at ``rank``.
+        world_size: number of replicas sharing each epoch.
     """
 
     def __init__(
@@ -72,8 +76,19 @@ class EpochSampler(Sampler[int]):
         seed: int,
         shuffle: bool = True,
         drop_last_batch_size: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.num_samples = _check_int(num_samples, "num_samples", minimum=1)
+        self.world_size = _check_int(world_size, "world_size", minimum=1)
+        self.rank = _check_int(rank, "rank", minimum=0)
+        if self.rank >= self.world_size:
+            raise TopoDataError(
+                "rank must be below world_size",
+                field="rank",
+                expected=f"< {self.world_size}",
+                found=self.rank,
+            )
         self.seed = _check_int(seed, "seed")
         self.shuffle = bool(shuffle)
         if drop_last_batch_size is not None:
@@ -84,10 +99,11 @@ class EpochSampler(Sampler[int]):
 
     @property
     def epoch_length(self) -> int:
-        """Samples per epoch (after cutting to whole batches, if asked)."""
+        """This replica's samples per epoch (after cutting to whole batches, if asked)."""
+        per_replica = self.num_samples // self.world_size
         if self.drop_last_batch_size is None:
-            return self.num_samples
-        return self.num_samples // self.drop_last_batch_size * self.drop_last_batch_size
+            return per_replica
+        return per_replica // self.drop_last_batch_size * self.drop_last_batch_size
 
     def set_position(self, epoch: int, start_index: int = 0) -> None:
         """Choose the epoch to draw and how many of its samples to skip (already trained on)."""
@@ -104,12 +120,14 @@ class EpochSampler(Sampler[int]):
         self.start_index = start_index
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The full index order of ``epoch``: ``(epoch_length,)`` int64."""
+        """This replica's full index order of ``epoch``: ``(epoch_length,)`` int64."""
         if not self.shuffle:
-            return torch.arange(self.epoch_length)
-        generator = torch.Generator()
-        generator.manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-        return torch.randperm(self.num_samples, generator=generator)[: self.epoch_length]
+            full = torch.arange(self.num_samples)
+        else:
+            generator = torch.Generator()
+            generator.manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            full = torch.randperm(self.num_samples, generator=generator)
+        return full[self.rank :: self.world_size][: self.epoch_length]
 
     def __iter__(self) -> Iterator[int]:
         offset = self.epoch * self.num_samples

@@ -89,7 +89,7 @@ def supervised_transform(image_size: int, train: bool) -> ImageTransform:
     steps: list[Callable] = [
         T.RandomResizedCrop(image_size),
         T.RandomHorizontalFlip(),
-        T.ColorJitter(0.4, 0.4, 0.4, 0.1),
+        T.ColorJitter(0.4, 0.4, 0.4, 0.4),  # TDANN's supervised jitter (hue 0.4)
     ]
     return T.Compose(steps + _to_normalized_tensor())
 

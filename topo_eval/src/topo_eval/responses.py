@@ -64,14 +64,32 @@ def registered_responses(
 
 
 def plot_layer(table: pd.DataFrame, layer: str) -> plt.Figure:
-    """One layer's responses as a scatter on the sheet (strongest drawn last)."""
+    """One layer's responses on the sheet, left: every unit, right: mean per hexagonal bin.
+
+    y grows downwards, as the image rows it follows (x follows columns).
+    """
     rows = table[table.layer == layer].sort_values("response")
-    figure, axis = plt.subplots(figsize=(5, 4.4))
+    figure, (axis, binned) = plt.subplots(1, 2, figsize=(10, 4.4))
     dots = axis.scatter(rows.x_mm, rows.y_mm, c=rows.response, s=3, cmap="viridis", linewidths=0)
+    means = binned.hexbin(
+        rows.x_mm,
+        rows.y_mm,
+        C=rows.response,
+        reduce_C_function=np.mean,
+        gridsize=24,
+        cmap="viridis",
+        linewidths=0,
+    )
+    binned.set_aspect("equal")
+    binned.invert_yaxis()
+    binned.set_xlabel("x (mm)")
+    binned.set_title("mean per bin")
+    figure.colorbar(means, ax=binned, label="mean response")
     axis.set_aspect("equal")
+    axis.invert_yaxis()
     axis.set_xlabel("x (mm)")
     axis.set_ylabel("y (mm)")
-    axis.set_title(f"{layer}: responses on the cortical sheet")
+    axis.set_title(f"{layer}: every unit on the cortical sheet")
     figure.colorbar(dots, ax=axis, label="response")
     figure.tight_layout()
     return figure

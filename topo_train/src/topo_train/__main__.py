@@ -24,7 +24,10 @@ MAX_DIRNAME = 120
 
 
 def short_dirname(overrides: str) -> str:
-    """Run directory name from the overrides, hashed when too long for a file name (255 bytes)."""
+    """Run directory name from the overrides ("default" without any), hashed when too long for
+    a file name (255 bytes)."""
+    if not overrides:
+        return "default"
     if len(overrides) <= MAX_DIRNAME:
         return overrides
     digest = hashlib.sha1(overrides.encode()).hexdigest()[:12]

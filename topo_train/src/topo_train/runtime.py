@@ -60,6 +60,11 @@ class DistributedContext:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def barrier(self) -> None:
+        """Wait for every replica (no-op in a single process)."""
+        if self.enabled:
+            dist.barrier()
+
 
 def init_distributed(device_name: str) -> DistributedContext:
     """Join the process group described by torchrun/submitit env vars (RANK, WORLD_SIZE, …).
@@ -77,6 +82,11 @@ def init_distributed(device_name: str) -> DistributedContext:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def close_distributed(context: DistributedContext) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def export_submitit_environment() -> None:

@@ -22,6 +22,8 @@ class TrainerSettings:
         log_every: steps between metric logs (averaged over the steps in between).
         deterministic: deterministic algorithms (same config + seed → same numbers on CPU).
         no_weight_decay_on_norm: exclude normalisation-layer parameters from weight decay.
+        sync_batchnorm: under multi-GPU DDP, synchronise batch-norm statistics across replicas
+            (TDANN trained with SyncBN); CPU replicas keep per-replica statistics.
         figure_layers: layers drawn on the sheet in the run's figure.
         progress: show a progress bar.
     """
@@ -35,6 +37,7 @@ class TrainerSettings:
     log_every: int = 10
     deterministic: bool = True
     no_weight_decay_on_norm: bool = True
+    sync_batchnorm: bool = True
     figure_layers: Sequence[str] = field(default_factory=lambda: ("layer2.0", "layer4.1"))
     progress: bool = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,10 @@ from topo_train.checkpoint import atomic_write_bytes  # noqa: E402
 def save_sheet_figure(
     model: nn.Module, positions, image: torch.Tensor, layers: list[str], path: Path
 ) -> Path:
-    """Scatter every unit of each layer at its (x, y) in mm, coloured by its response.
+    """Each layer's responses on its sheet: mean response of the units in each hexagonal bin.
+
+    Thousands of units share each hypercolumn, so a plain scatter hides the map; binning shows
+    it. y grows downwards, as the image rows it follows.
 
     Args:
         model: a trunk returning ``(output, features)``.
@@ -43,18 +47,22 @@ def save_sheet_figure(
     for axis, layer in zip(axes[1:], layers, strict=True):
         response = features[layer][0].flatten().float().cpu().numpy()
         coords = np.asarray(positions[layer].coordinates)
-        order = np.argsort(response)  # draw strong responses last so they stay visible
-        dots = axis.scatter(
-            coords[order, 0], coords[order, 1], c=response[order], s=2, cmap="viridis", linewidths=0
+        bins = axis.hexbin(
+            coords[:, 0],
+            coords[:, 1],
+            C=response,
+            reduce_C_function=np.mean,
+            gridsize=24,
+            cmap="viridis",
+            linewidths=0,
         )
         axis.set_aspect("equal")
+        axis.invert_yaxis()
         axis.set_title(f"{layer}: response on the sheet")
         axis.set_xlabel("x (mm)")
         axis.set_ylabel("y (mm)")
-        figure.colorbar(dots, ax=axis, fraction=0.046, pad=0.04)
+        figure.colorbar(bins, ax=axis, fraction=0.046, pad=0.04, label="mean response")
     figure.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)

@@ -21,6 +21,7 @@ from topo_models.positions import NetworkPositions, layer_dims
 from topo_train.checkpoint import atomic_torch_save, find_checkpoint, load_checkpoint
 from topo_train.config_diff import config_differences
 from topo_train.runtime import (
+    close_distributed,
     export_submitit_environment,
     init_distributed,
     resolve_device,
@@ -131,17 +132,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    data = instantiate(cfg.data, **_rank_args(cfg.data, context))
+    # Rank 0 first: data modules may write caches (the embedded folder) that replicas then read.
+    if context.is_main:
+        data = instantiate(cfg.data, **_rank_args(context))
+    context.barrier()
+    if not context.is_main:
+        data = instantiate(cfg.data, **_rank_args(context))
     model_cfg = model_config(cfg.model, data)
     model = instantiate(model_cfg)
-    positions = build_positions(cfg, model, data, run_dir, context.is_main)
+    if context.is_main:  # replicas load what rank 0 generated, never a half-written directory
+        positions = build_positions(cfg, model, data, run_dir, is_main=True)
+    context.barrier()
+    if not context.is_main:
+        positions = build_positions(cfg, model, data, run_dir, is_main=False)
     objective = instantiate(cfg.loss, positions=positions)
     model.to(device)
     objective.to(device)
     if context.enabled:
+        if settings.sync_batchnorm and device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+        log.info("distributed: rank %d of %d on %s", context.rank, context.world_size, device)
     optimizer = instantiate(cfg.optim)(
         parameter_groups(model, not settings.no_weight_decay_on_norm)
     )
@@ -173,9 +186,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return metrics
     finally:
         tracker.end(status)
+        close_distributed(context)
 
 
-def _rank_args(data_cfg: DictConfig, context) -> dict[str, int]:
+def _rank_args(context) -> dict[str, int]:
     if not context.enabled:
         return {}
     return {"rank": context.rank, "world_size": context.world_size}

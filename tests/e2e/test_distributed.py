@@ -1,0 +1,55 @@
+"""DDP on CPU: two gloo processes under torchrun train one model on disjoint shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
+    overrides = [
+        *tiny_overrides(tmp_path),
+        "trainer.device=cpu",
+        "tracking=none",
+        "data.batch_size=4",
+        "trainer.max_steps=3",
+        "trainer.val_every=0",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "topo_train",
+        *overrides,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr
+    assert "distributed: rank 0 of 2" in log and "distributed: rank 1 of 2" in log
+    run_dir = tmp_path / "run"
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [line for line in lines if "loss/total" in line]
+    assert [line["step"] for line in train_lines] == [1, 2, 3]  # rank 0 alone logs
+    # 40 images, 4 per replica and step, 2 replicas → 5 steps per epoch (10 in one process).
+    assert train_lines[-1]["epoch"] == pytest.approx(3 / 5)
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
