@@ -53,3 +53,34 @@ def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
     assert train_lines[-1]["epoch"] == pytest.approx(3 / 5)
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
+
+
+def test_submitit_launcher_runs_a_ddp_job_with_two_tasks(tmp_path):
+    """The SLURM path, run locally: hydra-submitit-launcher starts one task per (virtual) GPU."""
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("run_dir=")]
+    command = [
+        sys.executable,
+        "-m",
+        "topo_train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.tasks_per_node=2",
+        "trainer.device=cpu",
+        "tracking=none",
+        "data.batch_size=4",
+        "trainer.max_steps=2",
+        *overrides,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.out"))
+    assert "distributed: rank 0 of 2" in logs and "distributed: rank 1 of 2" in logs
+    [model] = list((tmp_path / "runs" / "sweeps" / "topo_train").glob("*/model.pt"))
+    assert torch.load(model, weights_only=True)["model"]["fc.0.weight"].shape == (512, 512)

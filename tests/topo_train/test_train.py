@@ -39,7 +39,7 @@ def test_training_writes_checkpoint_positions_figure_and_mlflow_run(tmp_path, co
     assert [m.step for m in history] == [1, 2, 3, 4]
     assert all(0.0 <= m.value <= 1.0 for m in history)  # relative SL lies in [0, 1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "figures", "positions", "model"} <= artifacts
+    assert {"config.yaml", "figures", "positions", "checkpoint"} <= artifacts
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {"figures/responses_on_sheet.png"}
 

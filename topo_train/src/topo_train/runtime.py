@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +45,38 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the system.
+
+    A training step frees and re-allocates the same large tensors (activations, gradients);
+    with glibc's defaults each comes back as fresh pages that fault on first touch — about
+    10,000 page faults per step for ResNet-18 at 112 px, several percent of the step. Raising
+    the mmap and trim thresholds keeps those pages mapped (the process keeps its peak memory).
+    Returns False where there is no glibc (macOS, Windows, musl), leaving the allocator alone.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(
+        mallopt(option, value) == 1
+        for option, value in (
+            (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX),
+            (_M_TRIM_THRESHOLD, 1 << 30),
+            (_M_TOP_PAD, 64 << 20),
+        )
+    )
 
 
 @dataclass(frozen=True)

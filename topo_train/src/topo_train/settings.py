@@ -26,6 +26,8 @@ class TrainerSettings:
             (TDANN trained with SyncBN); CPU replicas keep per-replica statistics.
         figure_layers: layers drawn on the sheet in the run's figure.
         progress: show a progress bar.
+        tune_allocator: keep freed memory in glibc's heap (see ``runtime.tune_cpu_allocator``);
+            saves the page faults of re-allocating large tensors every step.
     """
 
     max_steps: int = 300
@@ -40,6 +42,7 @@ class TrainerSettings:
     sync_batchnorm: bool = True
     figure_layers: Sequence[str] = field(default_factory=lambda: ("layer2.0", "layer4.1"))
     progress: bool = True
+    tune_allocator: bool = True
 
     def __post_init__(self) -> None:
         self.figure_layers = tuple(self.figure_layers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,4 @@ class MLflowTracker:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)

@@ -26,6 +26,7 @@ from topo_train.runtime import (
     init_distributed,
     resolve_device,
     seed_everything,
+    tune_cpu_allocator,
 )
 from topo_train.sheet_figure import save_sheet_figure
 from topo_train.tracking import NullTracker
@@ -124,6 +125,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.run_dir)
     export_submitit_environment()
     settings = instantiate(cfg.trainer)
+    if settings.tune_allocator:
+        tune_cpu_allocator()
     context = init_distributed(settings.device)
     device = resolve_device(settings.device, context.local_rank)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -223,4 +226,4 @@ def _finish(
         tracker.log_artifact(figure_path, "figures")
     tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
     if getattr(tracker, "log_checkpoint", False):
-        tracker.log_artifact(model_path, "model")
+        tracker.log_artifact(model_path, "checkpoint")

@@ -35,18 +35,21 @@ VERSIONS: tuple[str, ...] = ("relative", "absolute")
 _CONSTANT_TOLERANCE = 1e-6
 
 
-def standardise(responses: torch.Tensor) -> torch.Tensor:
-    """(G, B, Q) responses → z with zᵀz = correlation matrix; constant units become 0.
+def standardise(
+    responses: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, B, Q) responses → (z, live): zᵀz is the correlation matrix; constant units give 0.
 
-    z_bq = (x_bq − mean_q) / (std_q · sqrt(B − 1)), std with Bessel's correction.
+    z_bq = (x_bq − mean_q) / (std_q · sqrt(B − 1)), std with Bessel's correction, and
+    ``live`` (G, 1, Q) marks units that vary (and are not padding, per ``valid`` (G, Q)).
     """
-    batch = responses.shape[-2]
     centred = responses - responses.mean(dim=-2, keepdim=True)
-    norm = centred.square().sum(dim=-2, keepdim=True).sqrt()  # = std · sqrt(B − 1)
-    scale = responses.abs().mean(dim=-2, keepdim=True) * (batch - 1) ** 0.5
-    constant = norm <= _CONSTANT_TOLERANCE * scale
-    safe_norm = torch.where(constant, torch.ones_like(norm), norm)
-    return torch.where(constant, torch.zeros_like(centred), centred / safe_norm)
+    square_norm = centred.square().sum(dim=-2, keepdim=True)  # = std² · (B − 1)
+    magnitude = responses.abs().mean(dim=-2, keepdim=True)
+    live = square_norm > (_CONSTANT_TOLERANCE**2 * (responses.shape[-2] - 1)) * magnitude.square()
+    if valid is not None:
+        live = live & valid[:, None, :]
+    return centred * torch.where(live, square_norm.rsqrt(), 0.0), live
 
 
 def inverse_distance(coordinates: torch.Tensor) -> torch.Tensor:
@@ -123,47 +126,53 @@ def batched_spatial_correlation_loss(
         (G,) loss of each neighbourhood.
     """
     _check_inputs(responses, coordinates, version)
-    groups, _, width = responses.shape
-    if valid is None:
-        valid = torch.ones(groups, width, dtype=torch.bool, device=responses.device)
-    mask = valid.to(torch.float64)
     # Float64 for the sums over correlations: when they cluster tightly (deep layers at init)
     # their variance is lost to cancellation in float32. The Q×Q products stay float32.
-    z64 = standardise(responses.double()) * mask[:, None, :]
+    z64, live = standardise(responses.double(), valid)
     z = z64.float()
     similarity = inverse_distance(coordinates.detach().float())  # (G, Q, Q)
-    n_units = mask.sum(dim=1)
+    n_units = (
+        torch.full(
+            (responses.shape[0],),
+            float(responses.shape[2]),
+            dtype=torch.float64,
+            device=responses.device,
+        )
+        if valid is None
+        else valid.sum(dim=1, dtype=torch.float64)
+    )
     pairs = (n_units * (n_units - 1) / 2).clamp_min(1)
+    if valid is not None and not bool(valid.all()):  # padded units take no part in any pair
+        maskf = valid.float()
+        similarity.mul_(maskf[:, :, None]).mul_(maskf[:, None, :])
     if version == "absolute":
-        lower = torch.tril(valid[:, :, None] & valid[:, None, :], diagonal=-1)
+        lower = torch.ones_like(similarity, dtype=torch.bool).tril_(diagonal=-1)
+        if valid is not None:
+            lower &= valid[:, :, None] & valid[:, None, :]
         correlation = (z.transpose(1, 2) @ z).clamp(-1.0, 1.0)
         gap = ((correlation - similarity).abs() * lower).sum(dim=(1, 2), dtype=torch.float64)
         return (gap / pairs).to(responses.dtype)
-    maskf = mask.float()
-    diag_r = z64.square().sum(dim=1)  # (G, Q): 1 for varying units, 0 for constant/padded
-    column_sums = z64.sum(dim=2)  # (G, B): Σ_q z_bq
-    sum_r = (column_sums.square().sum(dim=1) - diag_r.sum(dim=1)) / 2
-    gram = z64 @ z64.transpose(1, 2)  # (G, B, B); ‖z zᵀ‖_F = ‖zᵀ z‖_F
-    sum_r2 = (gram.square().sum(dim=(1, 2)) - diag_r.square().sum(dim=1)) / 2
-    if not bool(valid.all()):  # padded units take no part in any pair
-        similarity.mul_(maskf[:, :, None]).mul_(maskf[:, None, :])
+    # s statistics over valid pairs (padding is zeroed above); s_ii = 1/(0 + 1) = 1.
     # float32 reductions (tree-summed, accurate); a float64 dtype here would copy the Q×Q matrix.
-    sum_s = (similarity.sum(dim=(1, 2)).double() - n_units) / 2  # s_ii = 1
-    norm_s = torch.linalg.vector_norm(similarity, dim=(1, 2)).double()
-    sum_s2 = (norm_s.square() - n_units) / 2
+    sum_s = (similarity.sum(dim=(1, 2)).double() - n_units) / 2
+    sum_s2 = (torch.linalg.vector_norm(similarity, dim=(1, 2)).double().square() - n_units) / 2
     s_mean = sum_s / pairs
     var_s = (sum_s2 - sum_s * s_mean).clamp_min(0)
-    # Σ over pairs of r·(s − s̄), which is the covariance (Σ (s − s̄) = 0): shifting s first keeps
+    # r statistics: the diagonal of zᵀz is 1 for live units and 0 otherwise.
+    n_live = live.sum(dim=(1, 2), dtype=torch.float64)
+    sum_r = (z64.sum(dim=2).square().sum(dim=1) - n_live) / 2
+    gram = z64 @ z64.transpose(1, 2)  # (G, B, B); ‖z zᵀ‖_F = ‖zᵀ z‖_F
+    sum_r2 = (gram.square().sum(dim=(1, 2)) - n_live) / 2
+    var_r = (sum_r2 - sum_r.square() / pairs).clamp_min(0)
+    # Σ over pairs of r·(s − s̄) is the covariance (Σ (s − s̄) = 0): shifting s first keeps the
     # float32 products small where r̄·s̄ would swamp the covariance. Padded units have z = 0.
     similarity.sub_(s_mean.float()[:, None, None])
     quadratic = _SymmetricQuadraticForm.apply(z, similarity)
-    covariance = (quadratic - (diag_r * (1.0 - s_mean)[:, None]).sum(dim=1)) / 2
-    var_r = (sum_r2 - sum_r.square() / pairs).clamp_min(0)
+    covariance = (quadratic - n_live * (1.0 - s_mean)) / 2
     # Pearson is undefined when all correlations (or all distances) are equal: count it as 0.
     # The thresholds are per-pair variances far below what the sums can resolve.
     defined = (var_r > 1e-12 * pairs) & (var_s > 1e-10 * pairs)
-    denominator = torch.where(defined, var_r * var_s, 1.0).sqrt()
-    pearson = torch.where(defined, covariance / denominator, 0.0)
+    pearson = torch.where(defined, covariance * (var_r * var_s).clamp_min(1e-300).rsqrt(), 0.0)
     return ((1.0 - pearson) / 2).to(responses.dtype)
 
 

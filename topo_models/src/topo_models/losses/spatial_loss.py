@@ -20,6 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
+from topo_models.losses.gradient_injection import (
+    GradientInjector,
+    InjectedTotal,
+    injectable_layers,
+)
 from topo_models.losses.spatial_correlation import (
     VERSIONS,
     Version,
@@ -148,6 +153,10 @@ class SpatialCorrelationLoss(nn.Module):
             for position, index in enumerate(members):
                 valid[position, :, : widths[index]] = True
             self.register_buffer(f"valid_{number}", valid.flatten(0, 1), persistent=False)
+        self.table_sizes = torch.tensor(
+            [[float(positions[n].neighborhood_indices.shape[0])] for n in self.layer_names],
+            dtype=torch.float64,
+        )  # (layers, 1): rows per layer, on the CPU like the generator that draws them
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def get_extra_state(self) -> dict[str, Any]:
@@ -161,12 +170,11 @@ class SpatialCorrelationLoss(nn.Module):
         uniforms = torch.rand(
             (len(self.layer_names), self.neighborhoods_per_step), generator=self.generator
         )
-        draws = []
-        for index in range(len(self.layer_names)):
-            table: torch.Tensor = getattr(self, f"neighborhoods_{index}")
-            picks = (uniforms[index] * table.shape[0]).long().clamp_max(table.shape[0] - 1)
-            draws.append(table[picks.to(table.device)])
-        return draws
+        picks = (uniforms * self.table_sizes).long().minimum(self.table_sizes.long() - 1).tolist()
+        return [
+            getattr(self, f"neighborhoods_{index}")[layer_picks]
+            for index, layer_picks in enumerate(picks)
+        ]
 
     def _check_features(self, features: Mapping[str, torch.Tensor]) -> None:
         for name in self.layer_names:
@@ -194,15 +202,22 @@ class SpatialCorrelationLoss(nn.Module):
         k = self.neighborhoods_per_step
         rows_by_layer = self._draw_rows()
         needs_grad = torch.is_grad_enabled() and bool((self.weights > 0).any())
+        layers = [features[name] for name in self.layer_names]
+        inject = injectable_layers(layers) if needs_grad else [False] * len(layers)
+        columns = [rows.flatten() for rows in rows_by_layer]
+        picked = []
+        for layer, layer_columns, injected in zip(layers, columns, inject, strict=True):
+            flat = (layer.detach() if injected else layer).flatten(1)  # (batch, N) channel-major
+            units = torch.index_select(flat, 1, layer_columns)  # (batch, k · width)
+            picked.append(units.requires_grad_() if injected else units)
+        self.injected_layers = tuple(n for n, i in zip(self.layer_names, inject, strict=True) if i)
         per_layer_list: list[torch.Tensor] = [torch.empty(0)] * len(self.layer_names)
         for number, (members, _) in enumerate(self.groups):
             blocks, coords = [], []
             for index in members:
-                rows = rows_by_layer[index]  # (k, width)
-                flat = features[self.layer_names[index]].flatten(1)  # (batch, N) channel-major
-                picked = torch.index_select(flat, 1, rows.flatten())  # (batch, k · width)
-                blocks.append(picked.view(flat.shape[0], k, -1).transpose(0, 1))
-                coords.append(getattr(self, f"coordinates_{index}")[rows])
+                units = picked[index]
+                blocks.append(units.view(units.shape[0], k, -1).transpose(0, 1))
+                coords.append(getattr(self, f"coordinates_{index}")[rows_by_layer[index]])
             responses = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
             valid = getattr(self, f"valid_{number}")
             with (
@@ -217,4 +232,15 @@ class SpatialCorrelationLoss(nn.Module):
         per_layer = torch.stack(per_layer_list)
         total = (per_layer * self.weights).sum()
         logged = {name: per_layer[i].detach() for i, name in enumerate(self.layer_names)}
+        if any(inject):  # these layers get their gradient through pre-hooks, not dense gathers
+            chosen = [i for i, injected in enumerate(inject) if injected]
+            others = [picked[i] for i, injected in enumerate(inject) if not injected]
+            injector = GradientInjector(
+                total,
+                [layers[i] for i in chosen],
+                [columns[i] for i in chosen],
+                [picked[i] for i in chosen],
+                others,
+            )
+            total = InjectedTotal.apply(injector, *[layers[i] for i in chosen], *others)
         return total, logged

@@ -1,0 +1,102 @@
+"""The DVC pipeline offline: `dvc repro` and `dvc exp run -S …` on a copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "trainer.max_steps=2",
+    "data.image_size=32",
+    "data.batch_size=8",
+    "data.train_per_class=4",
+    "data.val_per_class=1",
+    "positions.n_neighborhoods=300",
+    "trainer.progress=false",
+    "trainer.val_every=0",
+]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    env.pop("TOPO_CACHE_DIR", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    """The tracked files of this checkout in a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    copy = tmp_path / "repo"
+    for name in listed:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(args, cwd=copy, check=True)
+    return copy
+
+
+def test_dvc_exp_run_composes_params_and_runs_every_stage(repository):
+    run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            *[f"-S{o}" for o in TINY],
+            "-S",
+            "loss.alpha=0.5",
+        ],
+        repository,
+    )
+    params = yaml.safe_load((repository / "params.yaml").read_text())
+    assert params["loss"]["alpha"] == 0.5 and params["trainer"]["max_steps"] == 2
+    assert (repository / "dvc_runs" / "positions" / "layer2.0.npz").is_file()
+    assert (repository / "dvc_runs" / "train" / "model.pt").is_file()
+    table = (repository / "dvc_runs" / "responses" / "responses.csv").read_text().splitlines()
+    assert table[0] == "layer,unit,x_mm,y_mm,response" and len(table) > 1000
+    assert (repository / "dvc_runs" / "responses" / "figures" / "layer4.1.png").is_file()
+    status = run([sys.executable, "-m", "dvc", "status"], repository)
+    assert "up to date" in status.stdout
+
+
+def test_dvc_repro_runs_the_committed_params_offline(repository):
+    params = yaml.safe_load((repository / "params.yaml").read_text())
+    for override in TINY:
+        key, value = override.split("=")
+        section, name = key.split(".")
+        params[section][name] = yaml.safe_load(value)
+    (repository / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "dvc", "repro"], repository)
+    assert (repository / "dvc.lock").is_file()
+    assert (repository / "dvc_runs" / "responses" / "responses.csv").is_file()
+    again = run([sys.executable, "-m", "dvc", "repro"], repository)
+    assert "didn't change, skipping" in again.stdout or "up to date" in again.stdout

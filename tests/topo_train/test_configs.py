@@ -1,0 +1,75 @@
+"""Every config group option composes, maps onto its constructor, and presets hold their values."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_object, instantiate
+
+from tests.conftest import CONF
+
+GROUPS = {
+    group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    for group in (
+        "model",
+        "loss",
+        "data",
+        "positions",
+        "optim",
+        "sched",
+        "trainer",
+        "tracking",
+        "experiment",
+    )
+}
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options]
+)
+def test_every_option_composes_and_names_a_real_target(compose_train, group, option):
+    cfg = compose_train([f"{group}={option}"])
+    for name in ("model", "loss", "data", "positions", "optim", "sched", "trainer", "tracking"):
+        assert callable(get_object(cfg[name]._target_)), (name, cfg[name]._target_)
+
+
+@pytest.mark.parametrize("loss", GROUPS["loss"])
+def test_loss_options_pick_their_head_and_views(compose_train, loss):
+    cfg = compose_train([f"loss={loss}"])
+    simclr = "simclr" in loss
+    assert cfg.model.head == ("projector" if simclr else "classifier")
+    assert cfg.data.views == ("simclr" if simclr else "supervised")
+    assert cfg.loss.alpha == (0.25 if loss.startswith("spatial") else 0.0)
+
+
+def test_tdann_simclr_experiment_holds_the_papers_settings(compose_train):
+    cfg = compose_train(["experiment=tdann_simclr", "data.train_dir=/data/train"])
+    assert cfg.data.image_size == 224 and cfg.data.batch_size == 128
+    assert cfg.optim.lr == 0.6 and cfg.optim.weight_decay == 1e-6 and not cfg.optim.nesterov
+    assert cfg.sched._target_.endswith("CosineAnnealingLR") and cfg.sched.T_max == 500400
+    assert cfg.loss.alpha == 0.25 and cfg.loss.temperature == 0.1
+    assert all(w is None for w in cfg.loss.layer_weights.values())  # every layer takes alpha
+    assert cfg.positions.jitter_mm == 0.3 and cfg.positions.scale == "training"
+
+
+def test_trainer_and_optimiser_configs_instantiate(compose_train):
+    import torch
+
+    cfg = compose_train([])
+    settings = instantiate(cfg.trainer)
+    assert settings.max_steps == cfg.trainer.max_steps and settings.figure_layers[0] == "layer2.0"
+    optimizer = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(1))])
+    scheduler = instantiate(cfg.sched)(optimizer)
+    assert isinstance(optimizer, torch.optim.SGD) and scheduler.T_max == cfg.trainer.max_steps
+
+
+def test_slurm_launcher_preset_runs_one_task_per_gpu():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm_4gpu"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4
+    assert launcher.max_num_timeout > 0  # requeued jobs resume from their run directory
