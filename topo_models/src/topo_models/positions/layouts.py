@@ -14,6 +14,7 @@ size), which keeps roughly TDANN's number of units per window.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -138,7 +139,7 @@ def _check_int(name: str, value: object, least: int) -> int:
     return int(value)
 
 
-class _Layout:
+class _Layout(ABC):
     """Shared ``build``: dims from a dry forward, areas from the model, neighbourhoods."""
 
     def __init__(
@@ -150,10 +151,11 @@ class _Layout:
         self.reference_input_size = _check_int("reference_input_size", reference_input_size, 1)
         self.seed = _check_int("seed", seed, 0)
 
+    @abstractmethod
     def _coordinates(
         self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator
     ) -> np.ndarray:
-        raise NotImplementedError
+        """(N, 2) unit coordinates in mm for a layer of ``dims`` on a sheet ``sheet_mm`` wide."""
 
     def build(self, model: nn.Module, input_size: int | Sequence[int]) -> NetworkPositions:
         """Positions for every feature layer of ``model`` at ``input_size`` (int or (H, W))."""
