@@ -177,8 +177,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         context,
         checkpoint_extra=lambda: {"config_yaml": config_yaml, "mlflow_run_id": tracker.run_id},
     )
-    resumed = trainer.resume_if_possible()
-    run_id = (resumed or previous or {}).get("mlflow_run_id")
+    resumed = trainer.resume_if_possible(previous)  # rank 0 read it already, for the config check
+    run_id = (resumed or {}).get("mlflow_run_id")
     tracker.start(config, run_name=run_dir.name or "run", run_id=run_id)
     status = "FAILED"
     try:

@@ -142,16 +142,18 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
 
-    def resume_if_possible(self) -> dict[str, Any] | None:
-        """Load ``run_dir/last.pt`` when present; return its contents (or None)."""
+    def resume_if_possible(self, state: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Resume from ``state`` (the checkpoint already read) or else from ``run_dir/last.pt``
+        when present; return the checkpoint's contents (None: a fresh run)."""
         path = find_checkpoint(self.run_dir)
         if path is None:
             return None
-        state = load_checkpoint(path, map_location=self.device)
+        if state is None:
+            state = load_checkpoint(path, map_location="cpu")
         self.restore(state)
         self._truncate_metrics_log()
         log.info("resumed from %s at step %d", path, self.step)
-        return state
+        return dict(state)
 
     # -- metrics ---------------------------------------------------------------------------
     def _truncate_metrics_log(self) -> None:
