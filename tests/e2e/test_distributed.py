@@ -15,6 +15,20 @@ from tests.conftest import tiny_overrides
 pytestmark = pytest.mark.slow
 
 
+def run_ok(command: list[str], cwd) -> subprocess.CompletedProcess:
+    """Run a multi-process job with one thread per process; fail with its output's tail."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
 def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
     overrides = [
         *tiny_overrides(tmp_path),
@@ -34,15 +48,7 @@ def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
         "topo_train",
         *overrides,
     ]
-    result = subprocess.run(
-        command,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_ok(command, tmp_path)
     log = result.stdout + result.stderr
     assert "distributed: rank 0 of 2" in log and "distributed: rank 1 of 2" in log
     run_dir = tmp_path / "run"
@@ -71,15 +77,7 @@ def test_submitit_launcher_runs_a_ddp_job_with_two_tasks(tmp_path):
         "trainer.max_steps=2",
         *overrides,
     ]
-    result = subprocess.run(
-        command,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_ok(command, tmp_path)
     logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.out"))
     assert "distributed: rank 0 of 2" in logs and "distributed: rank 1 of 2" in logs
     [model] = list((tmp_path / "runs" / "sweeps" / "topo_train").glob("*/model.pt"))

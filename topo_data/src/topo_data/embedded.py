@@ -8,6 +8,7 @@ natural-image statistics with nothing to fetch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,10 +172,8 @@ def _swap_into_place(staging: Path, root: Path, parameters: dict) -> None:
         return  # another process wrote the same folder meanwhile: keep it (readers may use it)
     if root.is_dir() and any(root.iterdir()):
         retired = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another process moved it already
             os.replace(root, retired)  # replaces the empty placeholder directory
-        except FileNotFoundError:
-            pass  # another process moved it already
         shutil.rmtree(retired, ignore_errors=True)
     try:
         os.replace(staging, root)
