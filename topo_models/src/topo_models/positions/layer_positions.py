@@ -133,15 +133,23 @@ class LayerPositions:
 
     @classmethod
     def load(cls, path: str | Path) -> LayerPositions:
-        """Read a TDANN ``.npz`` file; the scale comes from ``positions.json`` beside it."""
+        """Read a TDANN ``.npz`` (or, safely, a spacetorch ``.pkl``) file; the scale comes from
+        ``positions.json`` beside it."""
         path = Path(path)
         if not path.is_file():
-            raise TopoError("position file not found", file=path, expected="a TDANN .npz file")
-        arrays = _read_npz(path)
+            raise TopoError(
+                "position file not found", file=path, expected="a TDANN .npz or .pkl file"
+            )
+        if path.suffix == ".pkl":
+            from topo_models.positions.tdann_pickle import read_tdann_pickle
+
+            arrays = {k: np.asarray(v) for k, v in read_tdann_pickle(path).items()}
+        else:
+            arrays = _read_npz(path)
         scale = read_scale_sidecar(path.parent)
         try:
             return cls(
-                name=arrays["name"][()],
+                name=str(arrays["name"][()]),
                 dims=tuple(int(d) for d in arrays["dims"].reshape(-1)),
                 coordinates=arrays["coordinates"],
                 neighborhood_indices=arrays["neighborhood_indices"],

@@ -1,15 +1,17 @@
 """The positions of every topographic layer of a network, one ``.npz`` per layer.
 
-A directory of TDANN position files (``layer1.0.npz … layer4.1.npz``) is one
-``NetworkPositions``; the key of each layer is its file stem, as in spacetorch's
-``load_from_dir`` (reference/tdann.md §1.2). Only ``.npz`` is read: spacetorch's pickles need
-spacetorch's classes to unpickle.
+A directory of TDANN position files (``layer1.0.npz … layer4.1.npz``, or spacetorch's
+``.pkl`` pickles, read by a restricted unpickler) is one ``NetworkPositions``; the key of each
+layer is its file stem, as in spacetorch's ``load_from_dir`` (reference/tdann.md §1.2). Where a
+layer has both files the ``.npz`` is used, and the log says so.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from topo_models.errors import TopoError
@@ -19,6 +21,30 @@ from topo_models.positions.layer_positions import (
     read_scale_sidecar,
     write_scale_sidecar,
 )
+
+log = logging.getLogger(__name__)
+VERSION_SCALES = {1: "training", 2: "human"}  # spacetorch's version.txt: 1 macaque, 2 human
+
+
+def read_version_scale(directory: Path) -> str | None:
+    """The scale a spacetorch ``version.txt`` states (1: training/macaque, 2: human), if any."""
+    path = directory / "version.txt"
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    try:
+        version = int(float(text))
+    except ValueError:
+        version = None
+    if version not in VERSION_SCALES:
+        raise TopoError(
+            "unknown positions version",
+            file=path,
+            field="version",
+            expected=sorted(VERSION_SCALES),
+            found=text,
+        )
+    return VERSION_SCALES[version]
 
 
 def natural_key(name: str) -> list[str | int]:
@@ -35,6 +61,7 @@ class NetworkPositions(Mapping[str, LayerPositions]):
     """
 
     def __init__(self, layers: Mapping[str, LayerPositions], scale: str | None = None) -> None:
+        self.source_files: dict[str, Path] = {}  # layer → file it was loaded from
         if not layers:
             raise TopoError("NetworkPositions needs at least one layer", field="layers", found={})
         for key, layer in layers.items():
@@ -85,35 +112,62 @@ class NetworkPositions(Mapping[str, LayerPositions]):
 
     @classmethod
     def load(cls, directory: str | Path) -> NetworkPositions:
-        """Load every ``*.npz`` of ``directory``, in natural layer order, with the sidecar scale."""
+        """Load every ``*.npz`` (or ``*.pkl``) of ``directory`` in natural layer order.
+
+        The scale comes from topo's ``positions.json`` or, failing that, spacetorch's
+        ``version.txt``; with neither it stays unspecified (None), never guessed.
+        """
         directory = Path(directory)
         if not directory.is_dir():
             raise TopoError(
                 "position directory not found", file=directory, expected="a directory of .npz"
             )
-        files = sorted(directory.glob("*.npz"), key=lambda p: (natural_key(p.stem), p.stem))
-        if not files:
-            pickles = sorted(p.name for p in directory.glob("*.pkl"))
-            hint = f"; convert spacetorch pickles {pickles} to .npz" if pickles else ""
+        chosen: dict[str, Path] = {}
+        for path in sorted(directory.glob("*.pkl")) + sorted(directory.glob("*.npz")):
+            if path.stem in chosen:
+                log.info(
+                    "%s: both %s and %s exist; using %s",
+                    path.stem,
+                    chosen[path.stem].name,
+                    path.name,
+                    path.name,
+                )
+            chosen[path.stem] = path  # .npz, globbed last, wins as in spacetorch
+        if not chosen:
             raise TopoError(
-                "no position files in directory" + hint,
+                "no position files in directory",
                 file=directory,
-                expected="<layer>.npz files",
+                expected="<layer>.npz (or spacetorch <layer>.pkl) files",
                 found=sorted(p.name for p in directory.iterdir()),
             )
         layers: dict[str, LayerPositions] = {}
-        for path in files:
+        for stem in sorted(chosen, key=lambda name: (natural_key(name), name)):
+            path = chosen[stem]
             layer = LayerPositions.load(path)
-            if layer.name != path.stem:
+            if layer.name != stem:
                 raise TopoError(
                     "layer name inside the file differs from the file name",
                     file=path,
                     field="name",
-                    expected=repr(path.stem),
+                    expected=repr(stem),
                     found=repr(layer.name),
                 )
-            layers[path.stem] = layer
-        return cls(layers, scale=read_scale_sidecar(directory))
+            layers[stem] = layer
+        sidecar, stated = read_scale_sidecar(directory), read_version_scale(directory)
+        if sidecar is not None and stated is not None and sidecar != stated:
+            raise TopoError(
+                "positions.json and version.txt disagree on the scale",
+                file=directory,
+                field="scale",
+                expected=sidecar,
+                found=stated,
+            )
+        scale = sidecar or stated
+        if sidecar is None and stated is not None:
+            layers = {name: replace(layer, scale=stated) for name, layer in layers.items()}
+        positions = cls(layers, scale=scale)
+        positions.source_files = {stem: chosen[stem] for stem in layers}
+        return positions
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<name>.npz`` per layer (each atomically) and the scale sidecar.
