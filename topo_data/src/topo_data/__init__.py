@@ -9,6 +9,7 @@ from topo_data.embedded import EMBEDDED_PHOTOS, EmbeddedImageData, write_embedde
 from topo_data.errors import TopoDataError
 from topo_data.image_folder import ImageFolderData, load_image_folder
 from topo_data.sampling import EpochSampler, SeededSamples
+from topo_data.stimuli import parse_sine_grating_name, sine_gratings, write_sine_grating_folder
 from topo_data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,4 +34,7 @@ __all__ = [
     "simclr_transform",
     "supervised_transform",
     "write_embedded_image_folder",
+    "parse_sine_grating_name",
+    "sine_gratings",
+    "write_sine_grating_folder",
 ]

@@ -16,6 +16,7 @@ from topo_models.positions.layouts import (
 from topo_models.positions.neighborhoods import precompute_neighborhoods
 from topo_models.positions.network_positions import NetworkPositions
 from topo_models.positions.sheets import SCALES, SheetScale, get_scale
+from topo_models.positions.swap import swap_optimize
 
 __all__ = [
     "SCALES",
@@ -29,5 +30,6 @@ __all__ = [
     "layer_dims",
     "precompute_neighborhoods",
     "retinotopic_coordinates",
+    "swap_optimize",
     "uniform_coordinates",
 ]
