@@ -81,16 +81,19 @@ class _Sheet:
         self.order = np.argsort(coords[:, 0], kind="stable")
         self.sorted_x = coords[self.order, 0]
 
-    def members(
-        self, centre: np.ndarray, side: np.ndarray, index: int, seed: int
-    ) -> np.ndarray | None:
-        """Units inside the window now (capped at 500 by a seeded draw); None if below 5."""
+    def slots_inside(self, centre: np.ndarray, side: np.ndarray) -> np.ndarray:
+        """The slots inside a window; fixed, whatever the swaps."""
         half = side / 2
         start = np.searchsorted(self.sorted_x, centre[0] - half[0], side="left")
         stop = np.searchsorted(self.sorted_x, centre[0] + half[0], side="right")
         slots = self.order[start:stop]
-        slots = slots[np.abs(self.slot_coords[slots, 1] - centre[1]) <= half[1]]
-        inside = np.sort(self.occupant[slots])
+        return slots[np.abs(self.slot_coords[slots, 1] - centre[1]) <= half[1]]
+
+    def members(
+        self, centre: np.ndarray, side: np.ndarray, index: int, seed: int
+    ) -> np.ndarray | None:
+        """Units inside the window now (capped at 500 by a seeded draw); None if below 5."""
+        inside = np.sort(self.occupant[self.slots_inside(centre, side)])
         if len(inside) < MIN_WINDOW_UNITS:
             return None
         if len(inside) > MAX_WINDOW_UNITS:
@@ -116,39 +119,51 @@ def _proposals(count: int, n_proposals: int, index: int, seed: int) -> np.ndarra
 
 def _run_batch(
     sheet: _Sheet,
-    standardised: torch.Tensor,
+    standardised: np.ndarray,
     members: list[np.ndarray],
     proposals: np.ndarray,
     width: int,
 ) -> None:
-    """Run the proposals of disjoint windows in lockstep; record accepted swaps in ``sheet``."""
+    """Run the proposals of disjoint windows in lockstep; record accepted swaps in ``sheet``.
+
+    NumPy, not torch: a step is ~15 small array operations, where per-call overhead dominates.
+    """
     groups = len(members)
-    correlation = torch.zeros(groups, width, width, dtype=torch.float64)
-    slots = torch.zeros(groups, width, dtype=torch.int64)
+    correlation = np.zeros((groups, width, width))
+    state = np.zeros((groups, width, 3))  # x, y, slot of each member
     for g, units in enumerate(members):
-        z = standardised[:, torch.from_numpy(units)]
+        z = standardised[:, units]
         correlation[g, : len(units), : len(units)] = z.T @ z  # one product per window, as
-        slots[g, : len(units)] = torch.from_numpy(sheet.slot_of_unit[units])  # one by one
-    slot_coords = torch.from_numpy(sheet.slot_coords)
-    positions = slot_coords[slots]  # (G, W, 2); padding sits at slot 0, its r is 0
-    rows = torch.arange(groups)
-    pairs = torch.from_numpy(proposals)  # (G, T, 2)
-    for step in range(pairs.shape[1]):
-        a, b = pairs[:, step, 0], pairs[:, step, 1]
-        difference = correlation[rows, a] - correlation[rows, b]  # r_aj − r_bj
+        slots = sheet.slot_of_unit[units]  # when windows run one by one
+        state[g, : len(units), :2] = sheet.slot_coords[slots]
+        state[g, : len(units), 2] = slots
+    x, y = state[:, :, 0], state[:, :, 1]  # views: swaps written to `state` move them too
+    rows = np.arange(groups)
+    flat = state.reshape(groups * width, 3)
+    flat_correlation = correlation.reshape(groups * width, width)
+    flat_pairs = proposals + (rows * width)[:, None, None]  # (G, T, 2) rows of the flat views
+    for step in range(proposals.shape[1]):
+        a, b = proposals[:, step, 0], proposals[:, step, 1]
+        fa, fb = flat_pairs[:, step, 0], flat_pairs[:, step, 1]
+        difference = flat_correlation[fa] - flat_correlation[fb]  # r_aj − r_bj; 0 on padding
         difference[rows, a] = 0.0  # the pair's own entries cancel exactly
         difference[rows, b] = 0.0
-        pa, pb = positions[rows, a], positions[rows, b]
-        sa = 1.0 / (1.0 + (positions - pa[:, None]).square().sum(-1).sqrt())
-        sb = 1.0 / (1.0 + (positions - pb[:, None]).square().sum(-1).sqrt())
-        accept = (difference * (sb - sa)).sum(dim=1) > 0
-        positions[rows, a] = torch.where(accept[:, None], pb, pa)
-        positions[rows, b] = torch.where(accept[:, None], pa, pb)
-        slot_a, slot_b = slots[rows, a], slots[rows, b]
-        slots[rows, a] = torch.where(accept, slot_b, slot_a)
-        slots[rows, b] = torch.where(accept, slot_a, slot_b)
+        at_a, at_b = flat[fa], flat[fb]  # (G, 3) copies
+        pair = np.stack([at_a, at_b], axis=1)  # (G, 2, 3)
+        dx = x[:, None, :] - pair[:, :, 0:1]
+        dy = y[:, None, :] - pair[:, :, 1:2]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        np.sqrt(dx, out=dx)
+        dx += 1.0
+        similarity = np.reciprocal(dx, out=dx)  # (G, 2, W): 1/(1 + d) from a and from b
+        gains = np.matmul(similarity, difference[:, :, None])[:, :, 0]  # Σ_j rd_j·s_kj
+        accept = (gains[:, 1] > gains[:, 0])[:, None]  # Σ rd·(s_b − s_a) > 0
+        flat[fa] = np.where(accept, at_b, at_a)
+        flat[fb] = np.where(accept, at_a, at_b)
     for g, units in enumerate(members):
-        sheet.move(units, slots[g, : len(units)].numpy())
+        sheet.move(units, state[g, : len(units), 2].astype(np.int64))
 
 
 def swap_optimize(
@@ -189,15 +204,18 @@ def swap_optimize(
         )
     centred = x - x.mean(dim=0)
     norms = centred.norm(dim=0)
-    standardised = torch.where(norms > 0, centred / norms.clamp_min(1e-300), 0.0)
+    standardised = torch.where(norms > 0, centred / norms.clamp_min(1e-300), 0.0).numpy()
     coords = np.array(layer_positions.coordinates, dtype=np.float64)
     width = float(layer_positions.neighborhood_width)
     low, high = coords.min(axis=0), coords.max(axis=0)
     side = np.minimum(width, high - low)
     centres = _window_centres(coords, width, n_windows, seed)
     levels = _levels(centres, float(side.max()), low, high) if batch else np.arange(n_windows)
-    padded = min(MAX_WINDOW_UNITS, len(coords))
     sheet = _Sheet(coords)
+    # A window always holds the same slots (swaps only trade occupants), so the widest window
+    # is known up front; padding every window to it makes batched and one-by-one runs equal.
+    padded = max(sheet.slots_inside(centre, side).size for centre in centres)
+    padded = max(MIN_WINDOW_UNITS, min(MAX_WINDOW_UNITS, padded))
     bar = _progress(n_windows, progress)
     for level in np.unique(levels):
         chosen = np.flatnonzero(levels == level)
