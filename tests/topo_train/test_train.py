@@ -135,3 +135,42 @@ def test_supervised_run_builds_a_classifier_for_the_data_classes(tmp_path, compo
     assert saved["model_config"]["num_classes"] == 10
     assert saved["model"]["fc.weight"].shape == (10, 512)
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_positions_from_a_directory_train_and_keep_their_coordinates(tmp_path, compose_train):
+    from topo_models.positions import NetworkPositions
+    from topo_train.train import make_positions
+
+    make_positions(
+        compose_train([*tiny_overrides(tmp_path, "pos"), "task=positions", "positions=uniform"])
+    )
+
+    def without_layout(run: str) -> list[str]:
+        return [o for o in tiny_overrides(tmp_path, run) if not o.startswith("positions.")]
+
+    cfg = compose_train(
+        [
+            *without_layout("run"),
+            "tracking=none",
+            "positions=from_dir",
+            f"positions.directory={tmp_path / 'pos'}",
+            "positions.scale=training",
+        ]
+    )
+    train(cfg)
+    source = NetworkPositions.load(tmp_path / "pos")
+    used = NetworkPositions.load(tmp_path / "run" / "positions")
+    assert used.scale == "training"
+    for name in source:
+        assert (used[name].coordinates == source[name].coordinates).all()
+    wrong = compose_train(
+        [
+            *without_layout("other"),
+            "tracking=none",
+            "positions=from_dir",
+            f"positions.directory={tmp_path / 'pos'}",
+            "positions.scale=human",
+        ]
+    )
+    with pytest.raises(TopoError, match="another scale"):
+        train(wrong)

@@ -1,4 +1,6 @@
-"""Rebuild a trained topo model from its ``model.pt`` (weights + the model's own config)."""
+"""Rebuild a trained model: topo's ``model.pt`` (weights + the model's own config), or a
+TDANN/VISSL checkpoint or torchvision ResNet-18 state dict (through ``topo_models.checkpoints``).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from topo_models import TopoError
 
 
 def load_trained_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Model in eval mode from a ``model.pt`` written by ``topo_train`` (weights_only loading)."""
+    """Model in eval mode from a ``model.pt`` written by ``topo_train``, a TDANN/VISSL
+    checkpoint or a torchvision ResNet-18 state dict (weights_only loading throughout)."""
     path = Path(path)
     if not path.is_file():
         raise TopoError(
@@ -28,11 +31,10 @@ def load_trained_model(path: str | Path, map_location: str = "cpu") -> nn.Module
             file=path,
             found=f"{type(error).__name__}: {error}",
         ) from error
-    for key in ("model", "model_config"):
-        if not isinstance(saved, dict) or key not in saved:
-            raise TopoError(
-                "not a topo model file", file=path, field=key, expected="keys model, model_config"
-            )
+    if not (isinstance(saved, dict) and "model_config" in saved and "model" in saved):
+        from topo_models.checkpoints import load_tdann_checkpoint
+
+        return load_tdann_checkpoint(path, map_location=map_location)  # TDANN / torchvision
     model = instantiate(saved["model_config"])
     missing, unexpected = model.load_state_dict(saved["model"], strict=False)
     if missing or unexpected:

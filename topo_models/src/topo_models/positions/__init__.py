@@ -4,6 +4,7 @@ File format and algorithms follow TDANN / spacetorch (reference/tdann.md §1-2);
 set carries a scale label (``"training"`` or ``"human"``) because the two must never be mixed.
 """
 
+from topo_models.positions.from_directory import PositionsFromDirectory
 from topo_models.positions.layer_positions import LayerPositions
 from topo_models.positions.layouts import (
     RetinotopicLayout,
@@ -15,6 +16,7 @@ from topo_models.positions.layouts import (
 )
 from topo_models.positions.neighborhoods import precompute_neighborhoods
 from topo_models.positions.network_positions import NetworkPositions
+from topo_models.positions.scale_conversion import convert_scale
 from topo_models.positions.sheets import SCALES, SheetScale, get_scale
 from topo_models.positions.swap import swap_optimize
 
@@ -22,9 +24,11 @@ __all__ = [
     "SCALES",
     "LayerPositions",
     "NetworkPositions",
+    "PositionsFromDirectory",
     "RetinotopicLayout",
     "SheetScale",
     "UniformLayout",
+    "convert_scale",
     "get_scale",
     "jitter_coordinates",
     "layer_dims",
