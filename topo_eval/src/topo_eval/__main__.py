@@ -1,4 +1,4 @@
-"""``python -m topo_eval task=responses checkpoint=… positions_dir=… [image=…]``."""
+"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
     saved = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
     trained = OmegaConf.create(saved.get("config_yaml", "{}"))
     size = cfg.image_size or OmegaConf.select(trained, "data.image_size", default=224)
-    positions = NetworkPositions.load(cfg.positions_dir)
+    positions = NetworkPositions.load(cfg.positions)
     image_file = Path(cfg.image) if cfg.image else photo_path("astronaut")
     image = eval_transform(int(size))(load_rgb_image(str(image_file)))
     layers = list(cfg.layers) if cfg.layers else None
@@ -47,12 +47,36 @@ def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
     return csv_path
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path="../../../conf/topo_eval", config_name="eval")
 def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise TopoError("unknown evaluation task", field="task", expected=TASKS, found=cfg.task)
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    run_responses(cfg, output_dir)
+    table = run_responses(cfg, output_dir)
+    if cfg.tracking.enabled:
+        log_to_mlflow(cfg, output_dir, table)
+
+
+def log_to_mlflow(cfg: DictConfig, output_dir: Path, table_path: Path) -> str:
+    """One MLflow run holding the config, the table and the figures; returns its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(cfg.tracking.experiment_name)
+    )
+    run = client.create_run(experiment_id, run_name=f"responses {Path(cfg.checkpoint).name}")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("task", "checkpoint", "positions", "image", "image_size"):
+        client.log_param(run.info.run_id, key, str(config.get(key)))
+    client.log_dict(run.info.run_id, config, "config.yaml")
+    client.log_artifact(run.info.run_id, str(table_path))
+    client.log_artifacts(run.info.run_id, str(output_dir / "figures"), "figures")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
 
 
 if __name__ == "__main__":
