@@ -55,3 +55,27 @@ def test_swapped_positions_permute_the_initial_layout_and_resume_per_layer(
     again = instantiate(cfg.positions).build(create_model("resnet18_spatial"), data.image_size)
     for name in initial:
         np.testing.assert_array_equal(again[name].coordinates, result[name].coordinates)
+
+
+@pytest.mark.slow
+def test_swapped_without_a_network_trains_the_alpha_zero_control_first(tmp_path, compose_train):
+    overrides = [o for o in tiny_overrides(tmp_path, "pos") if not o.startswith("positions.")]
+    cfg = compose_train(
+        [
+            *overrides,
+            "task=positions",
+            "positions=swapped",
+            "positions.initial.n_neighborhoods=300",
+            "positions.n_windows=10",
+            "positions.proposals_per_window=20",
+            "positions.progress=false",
+            "loss.layer_weights.layer4_1=2.5",
+        ]
+    )
+    make_positions(cfg)
+    import torch
+
+    control = torch.load(tmp_path / "pos_lw0" / "last.pt", weights_only=True)
+    assert "alpha: 0.0" in control["config_yaml"] and "layer4_1: 2.5" not in control["config_yaml"]
+    assert (tmp_path / "pos_lw0" / "model.pt").is_file()
+    assert len(NetworkPositions.load(tmp_path / "pos")) == 8

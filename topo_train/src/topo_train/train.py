@@ -71,7 +71,7 @@ def build_positions(
         positions = NetworkPositions.load(source)
     else:
         source = None
-        positions = instantiate(cfg.positions).build(model, input_size(data))
+        positions = positions_layout(cfg, run_dir).build(model, input_size(data))
     positions.check_dims(
         layer_dims(model, input_size(data)), None if source is None else str(source)
     )
@@ -100,6 +100,33 @@ def _check_resume_config(run_dir: Path, config: dict[str, Any]) -> dict[str, Any
     return state
 
 
+SWAPPED_TARGET = "topo_train.swapped_positions.SwappedLayout"
+
+
+def positions_layout(cfg: DictConfig, run_dir: Path) -> Any:
+    """The configured layout; ``positions=swapped`` without a ``network`` first trains one.
+
+    TDANN swaps on the responses of a network of the same objective trained without the
+    spatial loss: that run is this config with ``loss.alpha=0`` (every layer weight following
+    it), the initial layout as positions, in ``<run_dir>_lw0`` (so it resumes like any run).
+    """
+    if cfg.positions.get("_target_") != SWAPPED_TARGET or cfg.positions.get("network"):
+        return instantiate(cfg.positions)
+    control = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    control.task = "train"
+    control.run_dir = f"{run_dir}_lw0"
+    control.positions = control.positions.initial
+    control.positions_dir = None
+    control.loss.alpha = 0.0
+    for key in control.loss.get("layer_weights") or {}:
+        control.loss.layer_weights[key] = None
+    log.info("positions=swapped: training the alpha = 0 network in %s", control.run_dir)
+    train(control)
+    layout = OmegaConf.to_container(cfg.positions, resolve=True)
+    layout["network"] = str(Path(control.run_dir) / MODEL_FILE)
+    return instantiate(layout)
+
+
 def make_positions(cfg: DictConfig) -> Path:
     """``task=positions``: generate the positions of ``cfg.model`` at the data's input size and
     write them (TDANN npz layout) to ``run_dir`` — the first stage of the DVC pipeline."""
@@ -108,7 +135,7 @@ def make_positions(cfg: DictConfig) -> Path:
     seed_everything(int(cfg.seed), deterministic=True)
     data = instantiate(cfg.data)
     model = instantiate(model_config(cfg.model, data))
-    positions = instantiate(cfg.positions).build(model, input_size(data))
+    positions = positions_layout(cfg, Path(cfg.run_dir)).build(model, input_size(data))
     positions.save(Path(cfg.run_dir))
     log.info("wrote positions of %d layers to %s", len(positions), cfg.run_dir)
     return Path(cfg.run_dir)
