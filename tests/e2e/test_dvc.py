@@ -21,10 +21,10 @@ TINY = [
     "data.batch_size=8",
     "data.train_per_class=4",
     "data.val_per_class=1",
-    "positions.n_neighborhoods=300",
     "trainer.progress=false",
     "trainer.val_every=0",
 ]
+LAYOUT = ["positions.n_neighborhoods=300"]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -71,7 +71,7 @@ def test_dvc_exp_run_composes_params_and_runs_every_stage(repository):
             "dvc",
             "exp",
             "run",
-            *[f"-S{o}" for o in TINY],
+            *[f"-S{o}" for o in TINY + LAYOUT],
             "-S",
             "loss.alpha=0.5",
         ],
@@ -90,7 +90,7 @@ def test_dvc_exp_run_composes_params_and_runs_every_stage(repository):
 
 def test_dvc_repro_runs_the_committed_params_offline(repository):
     params = yaml.safe_load((repository / "params.yaml").read_text())
-    for override in TINY:
+    for override in TINY + LAYOUT:
         key, value = override.split("=")
         section, name = key.split(".")
         params[section][name] = yaml.safe_load(value)
@@ -100,3 +100,30 @@ def test_dvc_repro_runs_the_committed_params_offline(repository):
     assert (repository / "dvc_runs" / "responses" / "responses.csv").is_file()
     again = run([sys.executable, "-m", "dvc", "repro"], repository)
     assert "didn't change, skipping" in again.stdout or "up to date" in again.stdout
+
+
+def test_dvc_exp_run_with_swapped_positions_trains_the_control_and_swaps(repository):
+    run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            *[f"-S{o}" for o in TINY],
+            "-S",
+            "positions=swapped",
+            "-S",
+            "positions.initial.n_neighborhoods=300",
+            "-S",
+            "positions.n_windows=10",
+            "-S",
+            "positions.proposals_per_window=20",
+            "-S",
+            "positions.progress=false",
+        ],
+        repository,
+    )
+    assert (repository / "dvc_runs" / "positions_lw0" / "model.pt").is_file()
+    assert len(list((repository / "dvc_runs" / "positions").glob("*.npz"))) == 8
+    assert (repository / "dvc_runs" / "responses" / "responses.csv").is_file()
