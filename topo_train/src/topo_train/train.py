@@ -109,9 +109,15 @@ def positions_layout(cfg: DictConfig, run_dir: Path) -> Any:
     TDANN swaps on the responses of a network of the same objective trained without the
     spatial loss: that run is this config with ``loss.alpha=0`` (every layer weight following
     it), the initial layout as positions, in ``<run_dir>_lw0`` (so it resumes like any run).
+    Swapped layers are kept in ``<run_dir>_swap`` unless ``positions.cache_dir`` says otherwise.
     """
-    if cfg.positions.get("_target_") != SWAPPED_TARGET or cfg.positions.get("network"):
+    if cfg.positions.get("_target_") != SWAPPED_TARGET:
         return instantiate(cfg.positions)
+    layout = OmegaConf.to_container(cfg.positions, resolve=True)
+    if layout.get("cache_dir") is None:  # finished layers survive a killed build
+        layout["cache_dir"] = f"{run_dir}_swap"
+    if layout.get("network"):
+        return instantiate(layout)
     control = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     control.task = "train"
     control.run_dir = f"{run_dir}_lw0"
@@ -122,7 +128,6 @@ def positions_layout(cfg: DictConfig, run_dir: Path) -> Any:
         control.loss.layer_weights[key] = None
     log.info("positions=swapped: training the alpha = 0 network in %s", control.run_dir)
     train(control)
-    layout = OmegaConf.to_container(cfg.positions, resolve=True)
     layout["network"] = str(Path(control.run_dir) / MODEL_FILE)
     return instantiate(layout)
 
