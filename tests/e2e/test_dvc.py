@@ -63,20 +63,14 @@ def repository(tmp_path: Path) -> Path:
     return copy
 
 
+def exp_run(repository: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    """`dvc exp run -S …` with the tiny run's overrides plus ``overrides``."""
+    sets = [flag for override in TINY + overrides for flag in ("-S", override)]
+    return run([sys.executable, "-m", "dvc", "exp", "run", *sets], repository)
+
+
 def test_dvc_exp_run_composes_params_and_runs_every_stage(repository):
-    run(
-        [
-            sys.executable,
-            "-m",
-            "dvc",
-            "exp",
-            "run",
-            *[f"-S{o}" for o in TINY + LAYOUT],
-            "-S",
-            "loss.alpha=0.5",
-        ],
-        repository,
-    )
+    exp_run(repository, [*LAYOUT, "loss.alpha=0.5"])
     params = yaml.safe_load((repository / "params.yaml").read_text())
     assert params["loss"]["alpha"] == 0.5 and params["trainer"]["max_steps"] == 2
     assert (repository / "dvc_runs" / "positions" / "layer2.0.npz").is_file()
@@ -103,26 +97,15 @@ def test_dvc_repro_runs_the_committed_params_offline(repository):
 
 
 def test_dvc_exp_run_with_swapped_positions_trains_the_control_and_swaps(repository):
-    run(
+    exp_run(
+        repository,
         [
-            sys.executable,
-            "-m",
-            "dvc",
-            "exp",
-            "run",
-            *[f"-S{o}" for o in TINY],
-            "-S",
             "positions=swapped",
-            "-S",
             "positions.initial.n_neighborhoods=300",
-            "-S",
             "positions.n_windows=10",
-            "-S",
             "positions.proposals_per_window=20",
-            "-S",
             "positions.progress=false",
         ],
-        repository,
     )
     assert (repository / "dvc_runs" / "positions_lw0" / "model.pt").is_file()
     assert len(list((repository / "dvc_runs" / "positions").glob("*.npz"))) == 8

@@ -15,20 +15,26 @@ from topo_data.image_folder import load_rgb_image
 from topo_eval.model_loading import load_trained_model
 from topo_eval.responses import plot_layer, registered_responses, write_figure
 from topo_models import TopoError
+from topo_models.atomic import atomic_write_bytes
 from topo_models.positions import NetworkPositions
 
 log = logging.getLogger("topo_eval")
 TASKS = ("responses",)
 
 
-def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
-    """Write responses.csv and figures/<layer>.png for one image; return the table's path."""
+def trained_input_size(checkpoint: Path) -> int:
+    """The input size a topo ``model.pt`` was trained at (224 for TDANN checkpoints)."""
     import torch
 
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = saved.get("config_yaml", "{}") if isinstance(saved, dict) else "{}"
+    return int(OmegaConf.select(OmegaConf.create(config), "data.image_size", default=224))
+
+
+def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
+    """Write responses.csv and figures/<layer>.png for one image; return the table's path."""
     model = load_trained_model(cfg.checkpoint)
-    saved = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
-    trained = OmegaConf.create(saved.get("config_yaml", "{}"))
-    size = cfg.image_size or OmegaConf.select(trained, "data.image_size", default=224)
+    size = cfg.image_size or trained_input_size(Path(cfg.checkpoint))
     positions = NetworkPositions.load(cfg.positions)
     image_file = Path(cfg.image) if cfg.image else photo_path("astronaut")
     image = eval_transform(int(size))(load_rgb_image(str(image_file)))
@@ -36,9 +42,7 @@ def run_responses(cfg: DictConfig, output_dir: Path) -> Path:
     table = registered_responses(model, positions, image, layers)
     output_dir.mkdir(parents=True, exist_ok=True)
     csv_path = output_dir / "responses.csv"
-    temp = output_dir / ".responses.csv.tmp"
-    table.to_csv(temp, index=False)
-    temp.replace(csv_path)
+    atomic_write_bytes(table.to_csv(index=False).encode(), csv_path)
     for layer in table.layer.unique():
         write_figure(plot_layer(table, layer), output_dir / "figures" / f"{layer}.png")
     log.info(

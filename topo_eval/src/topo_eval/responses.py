@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from topo_models import TopoError  # noqa: E402
+from topo_models.atomic import atomic_write_bytes  # noqa: E402
 
 
 @torch.no_grad()
@@ -100,7 +101,4 @@ def write_figure(figure: plt.Figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_bytes(buffer.getvalue())
-    temp.replace(path)
+    atomic_write_bytes(buffer.getvalue(), path)

@@ -15,16 +15,15 @@ architecture (a ResNet-50, say) fails with a readable list of keys instead of a 
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 
+from topo_models.atomic import atomic_write
 from topo_models.errors import TopoError
 from topo_models.trunks.resnet_spatial import ResNet18Spatial
 
@@ -121,15 +120,7 @@ def save_vissl_style_checkpoint(
             "base_model": {"model": {"trunk": {**trunk, **blocks}, "heads": heads}},
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(ckpt, handle)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(ckpt, handle))
     return path
 
 

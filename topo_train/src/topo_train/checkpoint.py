@@ -10,39 +10,18 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
 from topo_models import TopoError
+from topo_models.atomic import atomic_write
 
 CHECKPOINT_NAME = "last.pt"
 PREVIOUS_NAME = "last.prev.pt"
 FORMAT = "topo-checkpoint-v1"
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temp file beside ``path``, fsync, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda stream: stream.write(data))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from topo_data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from topo_train.checkpoint import atomic_write_bytes  # noqa: E402
+from topo_models.atomic import atomic_write_bytes  # noqa: E402
 
 
 @torch.no_grad()

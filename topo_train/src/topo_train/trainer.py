@@ -22,8 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from topo_models import TopoError
+from topo_models.atomic import atomic_write_bytes
 from topo_train.checkpoint import (
-    atomic_write_bytes,
     find_checkpoint,
     load_checkpoint,
     save_checkpoint,

@@ -8,21 +8,17 @@ files, one scale per directory (§1.3: never mix training and human scale).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 
+from topo_models.atomic import atomic_write
 from topo_models.errors import TopoError
 from topo_models.positions.sheets import SCALES
 
@@ -260,25 +256,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         arrays["name"] = np.array(arrays["name"].reshape(())[()].decode())
     arrays["name"] = arrays["name"].reshape(())
     return arrays
-
-
-def atomic_write(target: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``target`` through a temp file in its directory and ``os.replace``.
-
-    A crash leaves either the old file or the new one, never half a file.
-    """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_sidecar(directory: Path) -> dict[str, object] | None:
