@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchvision.models import resnet18
@@ -9,14 +10,26 @@ from torchvision.models import resnet18
 from topo_models import TopoError, create_model, list_models
 from topo_models.trunks import BLOCK_NAMES
 
+# Neural predictive models need their sessions' neurons (counts, cortical coordinates) and
+# return rates; their features come with return_features=True.
+PREDICTIVE_ARGS = {
+    "n_neurons": {"a": 5},
+    "cortex_coordinates": {"a": np.random.default_rng(0).normal(size=(5, 2))},
+}
+
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_returns_output_and_features(name):
-    model = create_model(name)
-    output, features = model(torch.randn(2, 3, 64, 64))
+    if name.startswith("sensorium"):
+        model = create_model(name, **PREDICTIVE_ARGS)
+        output, features = model(torch.randn(2, 1, 36, 64), data_key="a", return_features=True)
+        assert output.shape == (2, 5) and (output > 0).all()  # ELU + 1 rates
+    else:
+        model = create_model(name)
+        output, features = model(torch.randn(2, 3, 64, 64))
     assert output.shape[0] == 2 and isinstance(features, dict) and features
     output.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_resnet18_spatial_features_are_the_eight_block_outputs():

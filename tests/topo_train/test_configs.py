@@ -21,20 +21,29 @@ GROUPS = {
         "trainer",
         "tracking",
         "experiment",
+        "track",
     )
 }
+TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss != "poisson"]
+PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln")
 
 
 @pytest.mark.parametrize(
     ("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options]
 )
 def test_every_option_composes_and_names_a_real_target(compose_train, group, option):
-    cfg = compose_train([f"{group}={option}"])
+    overrides = [f"{group}={option}"]
+    if group == "track":  # a switch of the sensorium experiments
+        overrides.insert(0, "experiment=sensorium_baseline")
+    cfg = compose_train(overrides)
     for name in ("model", "loss", "data", "positions", "optim", "sched", "trainer", "tracking"):
+        if name == "positions" and cfg.positions is None:  # predictive models: no sheet
+            assert overrides[0] in {f"experiment={e}" for e in PREDICTIVE_EXPERIMENTS}
+            continue
         assert callable(get_object(cfg[name]._target_)), (name, cfg[name]._target_)
 
 
-@pytest.mark.parametrize("loss", GROUPS["loss"])
+@pytest.mark.parametrize("loss", TDANN_LOSSES)
 def test_loss_options_pick_their_head_and_views(compose_train, loss):
     cfg = compose_train([f"loss={loss}"])
     simclr = "simclr" in loss
@@ -73,3 +82,29 @@ def test_slurm_launcher_preset_runs_one_task_per_gpu():
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == 4 and launcher.tasks_per_node == 4
     assert launcher.max_num_timeout > 0  # requeued jobs resume from their run directory
+
+
+@pytest.mark.parametrize("experiment", PREDICTIVE_EXPERIMENTS)
+def test_sensorium_experiments_hold_the_published_training_settings(compose_train, experiment):
+    cfg = compose_train([f"experiment={experiment}"])
+    assert cfg.positions is None and cfg.data.scale == 0.25 and cfg.data.batch_size == 128
+    assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 0.009
+    sched = cfg.sched
+    assert sched._target_.endswith("ReduceLROnPlateau") and sched.mode == "max"
+    assert (sched.factor, sched.patience, sched.threshold, sched.min_lr) == (0.3, 5, 1e-6, 1e-4)
+    assert sched.threshold_mode == "abs"
+    stop = cfg.trainer.early_stopping
+    assert (stop.metric, stop.mode, stop.patience, stop.rounds) == ("val/correlation", "max", 5, 4)
+    assert cfg.trainer.max_epochs == 200 and cfg.trainer.max_steps is None
+    assert cfg.trainer.val_every_epochs == 1 and cfg.trainer.grad_clip_norm is None
+    assert cfg.loss._target_.endswith("PoissonObjective") and cfg.loss.scale_loss
+    assert not cfg.loss.avg_loss
+    expected_model = "sensorium_ln" if experiment.endswith("_ln") else "sensorium_cnn"
+    assert cfg.model._target_.endswith(expected_model)
+    assert not cfg.model.shifter and not cfg.data.include_behavior
+
+
+@pytest.mark.parametrize("experiment", PREDICTIVE_EXPERIMENTS)
+def test_track_plus_adds_behaviour_channels_and_the_shifter(compose_train, experiment):
+    cfg = compose_train([f"experiment={experiment}", "track=plus"])
+    assert cfg.model.shifter and cfg.data.include_behavior and cfg.data.include_eye_position

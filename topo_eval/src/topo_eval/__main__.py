@@ -1,4 +1,5 @@
-"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``."""
+"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]`` and
+``python -m topo_eval task=predictive checkpoint=…/model.pt [data=…]``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from topo_data import eval_transform
 from topo_data.embedded import photo_path
 from topo_data.image_folder import load_rgb_image
 from topo_eval.model_loading import load_trained_model
+from topo_eval.predictive_task import run_predictive
 from topo_eval.responses import plot_layer, registered_responses, write_figure
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
 from topo_models.positions import NetworkPositions
 
 log = logging.getLogger("topo_eval")
-TASKS = ("responses",)
+TASKS = ("responses", "predictive")
 
 
 def trained_input_size(checkpoint: Path) -> int:
@@ -56,9 +58,33 @@ def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise TopoError("unknown evaluation task", field="task", expected=TASKS, found=cfg.task)
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    table = run_responses(cfg, output_dir)
+    if cfg.task == "predictive":
+        table = run_predictive(with_training_data(cfg), output_dir)
+    else:
+        table = run_responses(cfg, output_dir)
     if cfg.tracking.enabled:
         log_to_mlflow(cfg, output_dir, table)
+
+
+def with_training_data(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with ``data`` taken from the training run saved in the checkpoint when unset,
+    so the model is scored on the sessions, neurons and inputs it was trained on."""
+    if cfg.get("data") is not None:
+        return cfg
+    import torch
+
+    saved = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
+    training = OmegaConf.create(saved.get("config_yaml", "{}") if isinstance(saved, dict) else "{}")
+    if OmegaConf.select(training, "data") is None:
+        raise TopoError(
+            "the checkpoint does not say which data it was trained on; pass data=…",
+            file=cfg.checkpoint,
+            field="data",
+            expected="a model.pt written by topo_train, or data.paths=[…] on the command line",
+        )
+    filled = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    filled.data = training.data
+    return filled
 
 
 def log_to_mlflow(cfg: DictConfig, output_dir: Path, table_path: Path) -> str:
@@ -72,9 +98,12 @@ def log_to_mlflow(cfg: DictConfig, output_dir: Path, table_path: Path) -> str:
         if experiment is not None
         else client.create_experiment(cfg.tracking.experiment_name)
     )
-    run = client.create_run(experiment_id, run_name=f"responses {Path(cfg.checkpoint).name}")
+    run = client.create_run(experiment_id, run_name=f"{cfg.task} {Path(cfg.checkpoint).name}")
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("task", "checkpoint", "positions", "image", "image_size"):
+    keys = ("task", "checkpoint", "positions", "image", "image_size")
+    if cfg.task == "predictive":
+        keys = ("task", "checkpoint", "tier", "fev_threshold")
+    for key in keys:
         client.log_param(run.info.run_id, key, str(config.get(key)))
     client.log_dict(run.info.run_id, config, "config.yaml")
     client.log_artifact(run.info.run_id, str(table_path))

@@ -1,5 +1,6 @@
 """Rebuild a trained model: topo's ``model.pt`` (weights + the model's own config), or a
 TDANN/VISSL checkpoint or torchvision ResNet-18 state dict (through ``topo_models.checkpoints``).
+Neural predictive models are rebuilt from their weights (``topo_models.predictive``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def load_trained_model(path: str | Path, map_location: str = "cpu") -> nn.Module
         from topo_models.checkpoints import load_tdann_checkpoint
 
         return load_tdann_checkpoint(path, map_location=map_location)  # TDANN / torchvision
+    if str(saved["model_config"].get("_target_", "")).startswith("topo_models.predictive."):
+        from topo_models.predictive import load_checkpoint  # sizes come from the weights
+
+        return load_checkpoint(path, map_location=map_location)
     model = instantiate(saved["model_config"])
     missing, unexpected = model.load_state_dict(saved["model"], strict=False)
     if missing or unexpected:

@@ -3,6 +3,7 @@
 Depends on torch and torchvision only; imports nothing else of topo.
 """
 
+from topo_models import predictive  # registers sensorium_cnn / sensorium_ln
 from topo_models.errors import TopoError
 from topo_models.registry import create_model, list_models, register_model
 from topo_models.trunks import ResNet18Spatial, resnet18_spatial
@@ -12,6 +13,7 @@ __all__ = [
     "TopoError",
     "create_model",
     "list_models",
+    "predictive",
     "register_model",
     "resnet18_spatial",
 ]

@@ -53,6 +53,17 @@ def input_size(data: Any) -> int:
     return int(data.image_size)
 
 
+def build_model(model_cfg: dict[str, Any], data: Any) -> nn.Module:
+    """The model, given the data module's run-time arguments when it has any.
+
+    Neural predictive models take per-session neuron counts, the neurons' cortical coordinates
+    and the input channel count from the data (``data.model_kwargs()``); these arrays are not
+    config values, so they go to the constructor directly.
+    """
+    runtime = data.model_kwargs() if hasattr(data, "model_kwargs") else {}
+    return instantiate(model_cfg, **runtime)
+
+
 def build_positions(
     cfg: DictConfig, model: nn.Module, data: Any, run_dir: Path, is_main: bool
 ) -> NetworkPositions:
@@ -137,9 +148,13 @@ def make_positions(cfg: DictConfig) -> Path:
     write them (TDANN npz layout) to ``run_dir`` — the first stage of the DVC pipeline."""
     if cfg.get("run_dir") in (None, ""):
         raise TopoError("no output directory", field="run_dir", expected="a path")
+    if cfg.get("positions") is None:
+        raise TopoError(
+            "this config has no positions to write", field="positions", expected="a layout"
+        )
     seed_everything(int(cfg.seed), deterministic=True)
     data = instantiate(cfg.data)
-    model = instantiate(model_config(cfg.model, data))
+    model = build_model(model_config(cfg.model, data), data)
     positions = positions_layout(cfg, Path(cfg.run_dir)).build(model, input_size(data))
     positions.save(Path(cfg.run_dir))
     log.info("wrote positions of %d layers to %s", len(positions), cfg.run_dir)
@@ -174,13 +189,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not context.is_main:
         data = instantiate(cfg.data, **_rank_args(context))
     model_cfg = model_config(cfg.model, data)
-    model = instantiate(model_cfg)
-    if context.is_main:  # replicas load what rank 0 generated, never a half-written directory
-        positions = build_positions(cfg, model, data, run_dir, is_main=True)
-    context.barrier()
-    if not context.is_main:
-        positions = build_positions(cfg, model, data, run_dir, is_main=False)
-    objective = instantiate(cfg.loss, positions=positions)
+    model = build_model(model_cfg, data)
+    positions = None  # neural predictive runs (positions: null) put no units on a sheet
+    if cfg.get("positions") is not None:
+        if context.is_main:  # replicas load what rank 0 generated, never a half-written dir
+            positions = build_positions(cfg, model, data, run_dir, is_main=True)
+        context.barrier()
+        if not context.is_main:
+            positions = build_positions(cfg, model, data, run_dir, is_main=False)
+    objective_kwargs = data.objective_kwargs() if hasattr(data, "objective_kwargs") else {}
+    objective = instantiate(cfg.loss, positions=positions, **objective_kwargs)
     model.to(device)
     objective.to(device)
     if context.enabled:
@@ -249,13 +267,14 @@ def _finish(
         },
         model_path,
     )
-    layers = [layer for layer in trainer.settings.figure_layers if layer in positions]
-    figure_path = run_dir / "figures" / "responses_on_sheet.png"
-    if layers:
-        save_sheet_figure(
-            trainer.bare_model, positions, data.sample_images(1)[0], layers, figure_path
-        )
-        tracker.log_artifact(figure_path, "figures")
-    tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
+    if positions is not None:
+        layers = [layer for layer in trainer.settings.figure_layers if layer in positions]
+        figure_path = run_dir / "figures" / "responses_on_sheet.png"
+        if layers:
+            save_sheet_figure(
+                trainer.bare_model, positions, data.sample_images(1)[0], layers, figure_path
+            )
+            tracker.log_artifact(figure_path, "figures")
+        tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
     if getattr(tracker, "log_checkpoint", False):
         tracker.log_artifact(model_path, "checkpoint")

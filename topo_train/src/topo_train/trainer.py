@@ -28,6 +28,7 @@ from topo_train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from topo_train.early_stopping import STOP, EarlyStopping
 from topo_train.runtime import DistributedContext
 from topo_train.settings import TrainerSettings
 
@@ -52,15 +53,32 @@ def parameter_groups(model: nn.Module, weight_decay_on_norm: bool) -> list[dict[
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors moved to ``device`` inside tensors, lists, tuples, named tuples and dicts."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(to_device(item, device) for item in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(item, device) for item in batch)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
     return batch
+
+
+def is_plateau(scheduler: Any) -> bool:
+    """Schedulers stepped with a validation metric rather than once per optimiser step."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 class Trainer:
     """Runs ``settings.max_steps`` optimiser steps of ``objective`` on ``model``.
+
+    Validation averages the objective's metrics over ``data.val_loader()``, unless the
+    objective has ``evaluate(model, data, device, tier) -> metrics`` (metrics pooled over a
+    whole tier, such as per-neuron correlations); such an objective may also name a
+    ``test_tier`` evaluated once at the end. With ``settings.early_stopping`` the metric is
+    watched at every validation (one before the first step too), and the run ends on the best
+    weights.
 
     Args:
         settings: loop settings.
@@ -69,7 +87,8 @@ class Trainer:
         data: data module with ``train_loader(epoch, start_batch)``, ``steps_per_epoch`` and
             ``val_loader()``.
         optimizer: optimiser over the model's parameters.
-        scheduler: LR scheduler stepped once per optimiser step.
+        scheduler: LR scheduler stepped once per optimiser step (``ReduceLROnPlateau``: once
+            per validation, with the early-stopping metric).
         tracker: ``log_metrics(metrics, step)`` sink (MLflow or nothing).
         run_dir: where checkpoints and ``metrics.jsonl`` go.
         device: compute device.
@@ -105,6 +124,23 @@ class Trainer:
         self.use_amp = settings.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        self.stopper = (
+            EarlyStopping(settings.early_stopping) if settings.early_stopping is not None else None
+        )
+        if is_plateau(scheduler) and self.stopper is None:
+            raise TopoError(
+                "ReduceLROnPlateau needs a validation metric to watch",
+                field="trainer.early_stopping",
+                expected="{metric: ..., mode: ...} (its metric steps the scheduler)",
+                found=None,
+            )
+
+    @property
+    def total_steps(self) -> int:
+        """The run's length in optimiser steps (``max_epochs`` × steps per epoch if set)."""
+        if self.settings.max_epochs is not None:
+            return self.settings.max_epochs * self.data.steps_per_epoch
+        return int(self.settings.max_steps)
 
     @property
     def bare_model(self) -> nn.Module:
@@ -123,6 +159,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
+            "early_stopping": None if self.stopper is None else self.stopper.state_dict(),
             **self.checkpoint_extra(),
         }
 
@@ -141,6 +178,8 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
+        if self.stopper is not None and state.get("early_stopping") is not None:
+            self.stopper.load_state_dict(state["early_stopping"])
 
     def resume_if_possible(self, state: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """Resume from ``state`` (the checkpoint already read) or else from ``run_dir/last.pt``
@@ -193,12 +232,16 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if not is_plateau(self.scheduler):
+            self.scheduler.step()
         self.step += 1
         return metrics
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
+    def validate(self, tier: str = "validation") -> dict[str, float]:
+        evaluate = getattr(self.objective, "evaluate", None)
+        if evaluate is not None:
+            return dict(evaluate(self.bare_model, self.data, self.device, tier))
         loader = self.data.val_loader()
         if loader is None:
             return {}
@@ -217,30 +260,58 @@ class Trainer:
         self.model.train()
         return {f"val/{k}": v / batches for k, v in sums.items()} if batches else {}
 
+    def _validate_and_watch(self, last: dict[str, float]) -> bool:
+        """Validate, record (into ``last`` too), step a plateau scheduler and early stopping;
+        True: stop now."""
+        val = self.validate()
+        if val:
+            self._record(val)
+            last.update(val)
+        if self.stopper is None:
+            return False
+        metric = self.settings.early_stopping.metric
+        if is_plateau(self.scheduler) and metric in val:
+            self.scheduler.step(val[metric])
+        decision = self.stopper.observe(val, self.bare_model)
+        if decision != "continue":
+            log.info(
+                "early stopping: %s after step %d (best %s = %.6g, round %d)",
+                decision,
+                self.step,
+                metric,
+                self.stopper.best,
+                self.stopper.round,
+            )
+        return decision == STOP
+
     def fit(self) -> dict[str, float]:
-        """Train to ``max_steps`` (from the resumed step), return the last logged metrics."""
+        """Train to the run's length (from the resumed step), return the last logged metrics."""
         settings = self.settings
         steps_per_epoch = self.data.steps_per_epoch
+        total = self.total_steps
         epoch, start_batch = divmod(self.step, steps_per_epoch)
         window: dict[str, float] = defaultdict(float)
         window_steps = 0
         last: dict[str, float] = {}
+        stopped = self.stopper is not None and self.stopper.stopped
+        if self.stopper is not None and not self.stopper.started and self.step == 0:
+            stopped = self._validate_and_watch(last)  # the baseline value, before any step
         bar = tqdm(
-            total=settings.max_steps,
+            total=total,
             initial=self.step,
             desc="train",
             unit="step",
             disable=not (settings.progress and self.context.is_main),
             dynamic_ncols=True,
         )
-        while self.step < settings.max_steps:
+        while self.step < total and not stopped:
             for batch in self.data.train_loader(epoch, start_batch):
                 metrics = self.train_step(batch)
                 for key, value in metrics.items():
                     window[key] += float(value)
                 window_steps += 1
                 bar.update(1)
-                at_end = self.step >= settings.max_steps
+                at_end = self.step >= total
                 if self.step % settings.log_every == 0 or at_end:
                     last = {k: v / window_steps for k, v in window.items()}
                     last["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -249,18 +320,37 @@ class Trainer:
                     self._record(last)
                     window.clear()
                     window_steps = 0
-                validate_now = at_end or (
-                    settings.val_every > 0 and self.step % settings.val_every == 0
+                epoch_end = self.step % steps_per_epoch == 0
+                validate_now = (
+                    at_end
+                    or (settings.val_every > 0 and self.step % settings.val_every == 0)
+                    or (
+                        epoch_end
+                        and settings.val_every_epochs > 0
+                        and (self.step // steps_per_epoch) % settings.val_every_epochs == 0
+                    )
                 )
                 if validate_now:
-                    val = self.validate()
-                    if val:
-                        self._record(val)
-                        last.update(val)
-                if at_end or self.step % settings.checkpoint_every == 0:
+                    stopped = self._validate_and_watch(last)
+                if stopped or at_end or self.step % settings.checkpoint_every == 0:
                     self.save()
-                if at_end:
+                if stopped or at_end:
                     break
             epoch, start_batch = epoch + 1, 0
         bar.close()
+        if self.stopper is not None:  # the run ends on its best weights
+            self.stopper.restore_best(self.bare_model)
+        last.update(self._final_metrics())
         return last
+
+    def _final_metrics(self) -> dict[str, float]:
+        """The watched metric's best value and the objective's test tier, once, at the end."""
+        final: dict[str, float] = {}
+        if self.stopper is not None and self.stopper.best is not None:
+            final[f"best/{self.settings.early_stopping.metric}"] = float(self.stopper.best)
+        tier = getattr(self.objective, "test_tier", None)
+        if tier is not None and getattr(self.objective, "evaluate", None) is not None:
+            final.update(self.validate(tier))
+        if final:
+            self._record(final)
+        return final

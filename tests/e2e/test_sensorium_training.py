@@ -1,0 +1,163 @@
+"""The Sensorium baseline through the one training loop, on simulated mice.
+
+The recovery test is the point of the simulator: fitted on data whose answer is known, the
+baseline must find every neuron's receptive-field centre from its cortical position (r > 0.9)
+and the direction in which the eye moves all receptive fields.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+import topo_train.__main__  # noqa: F401  (registers the run-directory resolver)
+from topo_data.sensorium import static_loaders
+from topo_data.sensorium.simulate import load_ground_truth, pixels_to_grid
+from topo_eval.model_loading import load_trained_model
+from topo_models.predictive import load_checkpoint
+from topo_train import trainer as trainer_module
+from topo_train.train import train
+
+pytestmark = pytest.mark.slow
+
+SMALL_SIMULATION = (
+    "+data.simulation={n_neurons:40,n_train:192,n_validation:48,n_test_images:8,repeats:4,"
+    "image_size:[72,128]}"
+)
+
+
+def small_run(tmp_path: Path, run: str, *extra: str) -> list[str]:
+    """A few-second run: 40 neurons, 72×128 images at scale 0.5 (→ 36×64, the baseline input)."""
+    return [
+        "experiment=sensorium_baseline",
+        f"run_dir={tmp_path / run}",
+        f"data.root={tmp_path / 'sensorium'}",
+        SMALL_SIMULATION,
+        "data.scale=0.5",
+        "data.batch_size=32",
+        "trainer.max_epochs=3",
+        "trainer.checkpoint_every=2",
+        "trainer.log_every=2",
+        "trainer.progress=false",
+        *extra,
+    ]
+
+
+def session_path(root: Path) -> str:
+    return json.loads(next(root.glob("sim-*/session.json")).read_text())["path"]
+
+
+class Killed(Exception):
+    """Stands for the process being killed between two steps."""
+
+
+def test_a_killed_sensorium_run_resumes_to_the_same_weights(tmp_path, compose_train):
+    straight = train(compose_train(small_run(tmp_path, "straight", "track=plus")))
+
+    calls = {"n": 0}
+    original = trainer_module.Trainer.train_step
+
+    def dies_at_step_9(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 9:  # after the checkpoint of step 8, in the middle of epoch 2
+            raise Killed
+        return original(self, batch)
+
+    cfg = compose_train(small_run(tmp_path, "killed", "track=plus"))
+    trainer_module.Trainer.train_step = dies_at_step_9
+    try:
+        with pytest.raises(Killed):
+            train(cfg)
+    finally:
+        trainer_module.Trainer.train_step = original
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 8
+    resumed = train(cfg)
+
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["test/correlation"] == straight["test/correlation"]
+    assert "shifter.99999-1-1.mlp.4.weight" in a  # track=plus: the shifter was trained
+
+
+def test_sensorium_run_logs_to_mlflow_and_its_model_loads_for_evaluation(
+    tmp_path, compose_train, isolated_tracking
+):
+    metrics = train(compose_train(small_run(tmp_path, "run", "tracking=mlflow")))
+    assert {"val/correlation", "best/val/correlation", "test/correlation"} <= set(metrics)
+    assert metrics["best/val/correlation"] >= max(
+        json.loads(line).get("val/correlation", -1.0)
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    )
+    client = mlflow.MlflowClient(isolated_tracking)
+    (run,) = client.search_runs([client.get_experiment_by_name("topo").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model._target_"] == "topo_models.predictive.sensorium_cnn"
+    assert run.data.params["trainer.early_stopping.patience"] == "5"
+    assert "test/correlation" in run.data.metrics and "loss/poisson" in run.data.metrics
+    # model.pt rebuilds from its weights, for topo_eval and for load_checkpoint alike
+    model = load_trained_model(tmp_path / "run" / "model.pt")
+    again = load_checkpoint(tmp_path / "run" / "model.pt")
+    images = torch.randn(3, 1, 36, 64)
+    assert torch.equal(model(images, data_key="99999-1-1"), again(images, data_key="99999-1-1"))
+
+
+def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
+    tmp_path, compose_train
+):
+    """Published settings (batch 128, scale 0.25, 144×256 images) on the default simulated
+    mouse with behaviour and eye position (track=plus), 10 epochs (a few minutes on 2 cores)."""
+    root = tmp_path / "sensorium"
+    cfg = compose_train(
+        [
+            "experiment=sensorium_baseline",
+            "track=plus",
+            f"run_dir={tmp_path / 'fit'}",
+            f"data.root={root}",
+            "trainer.max_epochs=10",
+            "trainer.progress=false",
+        ]
+    )
+    metrics = train(cfg)
+    assert metrics["test/correlation"] > 0.3
+
+    model = load_checkpoint(tmp_path / "fit" / "model.pt")
+    session = session_path(root)
+    truth = load_ground_truth(session)
+    (key,) = model.data_keys
+    fitted = model.positions(key).detach().numpy()  # (x, y) on the core's output grid
+    true = pixels_to_grid(truth["rf_center_px"], tuple(truth["image_size"]), scale=0.25, crop=4)
+    for axis in (0, 1):
+        assert np.corrcoef(fitted[:, axis], true[:, axis])[0, 1] > 0.9
+
+    # The shifter moves all fields by one translation per trial. Fitted linearly over the
+    # validation trials, the map pupil centre → shift must point where the true one does, for
+    # each pupil axis, in the same (core-grid) units
+    loaders = static_loaders(
+        [session],
+        128,
+        tier="validation",
+        scale=0.25,
+        include_behavior=True,
+        include_eye_position=True,
+    )
+    dataset = loaders["validation"][key].dataset
+    batch = dataset[np.arange(len(dataset))]
+    with torch.no_grad():
+        predicted = model.shifter[key](batch.pupil_center).numpy().astype(np.float64)
+    size = tuple(truth["image_size"])
+    true_shift = pixels_to_grid(truth["shift_px"][batch.trial_id.numpy()], size, 0.25, 4)
+    true_shift -= pixels_to_grid(np.zeros(2), size, 0.25, 4)
+    pupil = batch.pupil_center.numpy().astype(np.float64)
+    pupil -= pupil.mean(axis=0)
+    fitted_map = np.linalg.lstsq(pupil, predicted - predicted.mean(axis=0), rcond=None)[0]
+    true_map = np.linalg.lstsq(pupil, true_shift - true_shift.mean(axis=0), rcond=None)[0]
+    for pupil_axis in (0, 1):
+        u, v = fitted_map[pupil_axis], true_map[pupil_axis]
+        assert u @ v / (np.linalg.norm(u) * np.linalg.norm(v)) > 0.9
+    assert np.corrcoef(predicted[:, 0], true_shift[:, 0])[0, 1] > 0.9

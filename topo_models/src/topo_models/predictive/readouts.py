@@ -1,0 +1,577 @@
+"""Gaussian readouts: every neuron reads the core's feature map at one learned position.
+
+``FullGaussian2d`` follows Lurz et al. 2021 (ICLR, "Generalization in data-driven models of
+primary visual cortex"): neuron n has a 2-d Gaussian over feature-map positions. Training draws
+one position per image and neuron (reparameterised, so μ and σ get gradients), evaluation reads
+at μ. The response is the bilinearly interpolated feature vector at that position, dotted with
+the neuron's feature weights, plus a bias. Parameter and buffer names and shapes are those of
+neuralpredictors 0.3.0, so the published Sensorium checkpoints load (reference/sensorium.md §5).
+
+Positions are ``F.grid_sample`` coordinates: (x = width, y = height) in [-1, 1]; with
+``align_corners=True`` ±1 are the centres of the corner pixels, whatever the map's size, so the
+readout depends on the core only through its channel count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from topo_models.errors import TopoError
+
+__all__ = [
+    "FullGaussian2d",
+    "MultipleFullGaussian2d",
+    "grid_mean_predictor_mlp",
+    "normalize_source_grid",
+]
+
+GaussType = Literal["full", "uncorrelated", "isotropic"]
+Reduction = Literal["sum", "mean", "none"]
+
+# Trailing shape of ``sigma`` per Gaussian type: (1, n, *shape).
+SIGMA_SHAPES: dict[str, tuple[int, int]] = {
+    "full": (2, 2),
+    "uncorrelated": (1, 2),
+    "isotropic": (1, 1),
+}
+GRID_PREDICTOR_KEYS = ("hidden_layers", "hidden_features", "final_tanh")
+
+
+def _require_keys(field: str, given: Mapping[str, object], keys: Mapping[str, int]) -> None:
+    missing = [k for k in keys if k not in given]
+    if missing:
+        raise TopoError(
+            "per-key input lacks some data keys",
+            field=field,
+            expected=list(keys),
+            found=sorted(given),
+        )
+
+
+def _as_float_tensor(value: object, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor from a tensor (any device), array or nested sequence."""
+    if torch.is_tensor(value):
+        return value.detach().to(device="cpu", dtype=dtype)
+    return torch.as_tensor(np.asarray(value), dtype=dtype)
+
+
+def normalize_source_grid(source_grid: object) -> torch.Tensor:
+    """Centre cortical coordinates by their column means and divide by the global max |value|.
+
+    One scale for all columns keeps the sheet's aspect ratio. The result has max |value| 1, so
+    normalising again changes it only by float rounding (checkpoint buffers are stored this way).
+    A grid with a single distinct point stays all zeros instead of dividing by zero.
+
+    Args:
+        source_grid: (n, d) coordinates, any unit (the Sensorium baseline passes µm).
+
+    Returns:
+        (n, d) float32 tensor.
+    """
+    grid = _as_float_tensor(source_grid, torch.float64)
+    if grid.dim() != 2 or grid.shape[0] < 1 or grid.shape[1] < 1:
+        raise TopoError(
+            "source grid must be a 2-d array of neuron coordinates",
+            field="source_grid",
+            expected="(n_neurons, dims)",
+            found=tuple(grid.shape),
+        )
+    if not torch.isfinite(grid).all():
+        raise TopoError("source grid holds NaN or infinite values", field="source_grid")
+    grid = grid - grid.mean(dim=0, keepdim=True)
+    scale = grid.abs().max()
+    if scale > 0:
+        grid = grid / scale
+    return grid.to(torch.float32)
+
+
+def grid_mean_predictor_mlp(
+    input_dimensions: int,
+    hidden_layers: int = 0,
+    hidden_features: int = 20,
+    final_tanh: bool = False,
+) -> nn.Sequential:
+    """The MLP that maps cortical coordinates to readout positions (μ).
+
+    Linear(d → hidden, or → 2 without hidden layers), then per hidden layer ELU and Linear, then an
+    optional Tanh; default torch init. Indices match neuralpredictors, so the baseline
+    (1 hidden layer of 30, tanh) has keys ``mu_transform.0.*`` and ``mu_transform.2.*``.
+    """
+    if input_dimensions < 1 or hidden_layers < 0 or hidden_features < 1:
+        raise TopoError(
+            "bad grid mean predictor size",
+            field="grid_mean_predictor",
+            expected="input_dimensions >= 1, hidden_layers >= 0, hidden_features >= 1",
+            found=(input_dimensions, hidden_layers, hidden_features),
+        )
+    layers: list[nn.Module] = [
+        nn.Linear(input_dimensions, hidden_features if hidden_layers > 0 else 2)
+    ]
+    for i in range(hidden_layers):
+        layers += [
+            nn.ELU(),
+            nn.Linear(hidden_features, hidden_features if i < hidden_layers - 1 else 2),
+        ]
+    if final_tanh:
+        layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+class FullGaussian2d(nn.Module):
+    """Per-neuron Gaussian position readout (neuralpredictors' ``FullGaussian2d``).
+
+    Args:
+        in_shape: (channels, height, width) of the core output; only channels is used.
+        outdims: number of neurons n.
+        bias: learn a per-neuron bias.
+        init_mu_range: ``_mu`` starts ~ U(±init_mu_range); must lie in (0, 1].
+        init_sigma: ``sigma`` starts at init_sigma (diagonal types) or ~ U(±init_sigma) (full).
+        batch_sample: draw a position per image; False shares one draw across the batch.
+        align_corners: passed to ``F.grid_sample``.
+        gauss_type: ``"full"`` (sigma (1,n,2,2)), ``"uncorrelated"`` ((1,n,1,2)) or
+            ``"isotropic"`` ((1,n,1,1)).
+        grid_mean_predictor: ``{"hidden_layers", "hidden_features", "final_tanh"}``; μ is then
+            ``mu_transform(source_grid)`` and there is no ``_mu`` parameter.
+        source_grid: (n, d) cortical coordinates, required with a predictor; normalised by
+            ``normalize_source_grid`` and kept as the buffer ``source_grid``.
+        mean_activity: (n,) initial bias; without it the bias starts at 0.
+        feature_reg_weight: weight of the feature L1 in ``regularizer`` (the baseline's
+            ``gamma_readout``).
+        psd_sigma: full type only. The published ``sigma`` is an unconstrained matrix S with
+            Σ = SSᵀ and nothing keeps S symmetric (neuralpredictors issue #154). With
+            ``psd_sigma=True``, ``sigma`` holds a lower-triangular Cholesky factor L: its strict
+            lower triangle is used as is, its diagonal passes through softplus (> 0), and the
+            upper entry ``sigma[..., 0, 1]`` is ignored. Σ = LLᵀ is then symmetric positive
+            definite by construction and the factor is unique. It starts at L = init_sigma·I.
+            The buffer ``sigma_is_cholesky`` marks such readouts in state dicts.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        outdims: int,
+        bias: bool = True,
+        init_mu_range: float = 0.1,
+        init_sigma: float = 1.0,
+        batch_sample: bool = True,
+        align_corners: bool = True,
+        gauss_type: GaussType = "full",
+        grid_mean_predictor: Mapping[str, object] | None = None,
+        source_grid: object | None = None,
+        mean_activity: torch.Tensor | None = None,
+        feature_reg_weight: float = 1.0,
+        psd_sigma: bool = False,
+    ) -> None:
+        super().__init__()
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) != 3 or min(in_shape) < 1:
+            raise TopoError(
+                "readout in_shape must be (channels, height, width)",
+                field="in_shape",
+                found=in_shape,
+            )
+        if int(outdims) < 1:
+            raise TopoError("a readout needs at least one neuron", field="outdims", found=outdims)
+        if not 0.0 < init_mu_range <= 1.0:
+            raise TopoError(
+                "bad init_mu_range", field="init_mu_range", expected="(0, 1]", found=init_mu_range
+            )
+        if not init_sigma > 0.0:
+            raise TopoError("bad init_sigma", field="init_sigma", expected="> 0", found=init_sigma)
+        if gauss_type not in SIGMA_SHAPES:
+            raise TopoError(
+                "unknown gauss_type",
+                field="gauss_type",
+                expected=list(SIGMA_SHAPES),
+                found=gauss_type,
+            )
+        if psd_sigma and gauss_type != "full":
+            raise TopoError(
+                "psd_sigma applies to the full Gaussian only (the diagonal types' covariance "
+                "diag(sigma²) is already valid)",
+                field="psd_sigma",
+                expected="gauss_type='full'",
+                found=gauss_type,
+            )
+        self.in_shape = in_shape
+        self.outdims = n = int(outdims)
+        self.init_mu_range = float(init_mu_range)
+        self.init_sigma = float(init_sigma)
+        self.batch_sample = bool(batch_sample)
+        self.align_corners = bool(align_corners)
+        self.gauss_type = gauss_type
+        self.feature_reg_weight = float(feature_reg_weight)
+        self.psd_sigma = bool(psd_sigma)
+        self.mean_activity = self._check_mean_activity(mean_activity)
+
+        if grid_mean_predictor is None:
+            if source_grid is not None:
+                raise TopoError(
+                    "a source grid needs a grid mean predictor to map it to positions",
+                    field="source_grid",
+                    expected="grid_mean_predictor={'hidden_layers': …, …}",
+                )
+            self._mu = nn.Parameter(torch.empty(1, n, 1, 2))
+        else:
+            self._init_grid_predictor(grid_mean_predictor, source_grid)
+        self.sigma = nn.Parameter(torch.empty(1, n, *SIGMA_SHAPES[gauss_type]))
+        if self.psd_sigma:
+            self.register_buffer("sigma_is_cholesky", torch.tensor(True))
+        self._features = nn.Parameter(torch.empty(1, in_shape[0], 1, n))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(n))
+        else:
+            self.register_parameter("bias", None)
+        self.initialize()
+
+    # ------------------------------------------------------------------ construction
+
+    def _check_mean_activity(self, mean_activity: object) -> torch.Tensor | None:
+        if mean_activity is None:
+            return None
+        value = _as_float_tensor(mean_activity, torch.float32)
+        if value.numel() != self.outdims or value.dim() > 1:
+            raise TopoError(
+                "mean activity must have one value per neuron",
+                field="mean_activity",
+                expected=(self.outdims,),
+                found=tuple(value.shape),
+            )
+        return value.reshape(-1)
+
+    def _init_grid_predictor(self, config: Mapping[str, object], source_grid: object) -> None:
+        unknown = sorted(set(config) - set(GRID_PREDICTOR_KEYS))
+        if unknown:
+            raise TopoError(
+                "unknown grid mean predictor option(s)",
+                field="grid_mean_predictor",
+                expected=list(GRID_PREDICTOR_KEYS),
+                found=unknown,
+            )
+        if source_grid is None:
+            raise TopoError(
+                "a grid mean predictor needs the neurons' cortical coordinates",
+                field="source_grid",
+                expected=f"({self.outdims}, dims) array",
+            )
+        grid = normalize_source_grid(source_grid)
+        if grid.shape[0] != self.outdims:
+            raise TopoError(
+                "source grid must have one row per neuron",
+                field="source_grid",
+                expected=f"({self.outdims}, dims)",
+                found=tuple(grid.shape),
+            )
+        self.mu_transform = grid_mean_predictor_mlp(
+            grid.shape[1],
+            hidden_layers=int(config.get("hidden_layers", 0)),
+            hidden_features=int(config.get("hidden_features", 20)),
+            final_tanh=bool(config.get("final_tanh", False)),
+        )
+        self.register_buffer("source_grid", grid)
+
+    @property
+    def has_grid_predictor(self) -> bool:
+        """True when μ comes from ``mu_transform(source_grid)`` rather than ``_mu``."""
+        return "_mu" not in self._parameters
+
+    def initialize(self, mean_activity: torch.Tensor | None = None) -> None:
+        """(Re)draw μ and σ, set feature weights to 1/C and the bias to the mean activity (or 0).
+
+        ``mean_activity`` defaults to the one given at construction. The predictor MLP keeps its
+        own (torch default) init, as in the published code.
+        """
+        mean = self._check_mean_activity(mean_activity)
+        mean = self.mean_activity if mean is None else mean
+        with torch.no_grad():
+            if not self.has_grid_predictor:
+                self._mu.uniform_(-self.init_mu_range, self.init_mu_range)
+            if self.psd_sigma:
+                self.sigma.zero_()
+                self.sigma.diagonal(dim1=-2, dim2=-1).fill_(_inverse_softplus(self.init_sigma))
+            elif self.gauss_type == "full":
+                self.sigma.uniform_(-self.init_sigma, self.init_sigma)
+            else:
+                self.sigma.fill_(self.init_sigma)
+            self._features.fill_(1.0 / self.in_shape[0])
+            if self.bias is not None:
+                self.bias.copy_(torch.zeros(self.outdims) if mean is None else mean)
+
+    # ------------------------------------------------------------------ the Gaussian
+
+    @property
+    def features(self) -> torch.Tensor:
+        """Feature weights, (1, C, 1, n)."""
+        return self._features
+
+    @property
+    def mu(self) -> torch.Tensor:
+        """Mean positions, (1, n, 1, 2), before the clamp to [-1, 1]."""
+        if self.has_grid_predictor:
+            return self.mu_transform(self.source_grid).view(1, self.outdims, 1, 2)
+        return self._mu
+
+    def sigma_factor(self) -> torch.Tensor:
+        """The matrix L with position = μ + L z, z ~ N(0, I): (n, 2, 2).
+
+        Full: ``sigma`` itself (published) or its Cholesky reading (``psd_sigma``); uncorrelated:
+        diag(sigma); isotropic: sigma · I.
+        """
+        sigma = self.sigma[0]
+        if self.gauss_type == "full":
+            if not self.psd_sigma:
+                return sigma
+            lower = torch.tril(sigma, diagonal=-1)
+            return lower + torch.diag_embed(F.softplus(sigma.diagonal(dim1=-2, dim2=-1)))
+        eye = torch.eye(2, dtype=sigma.dtype, device=sigma.device)
+        return sigma.reshape(self.outdims, 1, -1) * eye  # (n,1,2|1) * (2,2) → diagonal
+
+    def covariance(self) -> torch.Tensor:
+        """Covariance LLᵀ of the (unclamped) position distribution, (n, 2, 2)."""
+        factor = self.sigma_factor()
+        return factor @ factor.transpose(-1, -2)
+
+    def sample_grid(self, batch_size: int, sample: bool | None = None) -> torch.Tensor:
+        """Read-out positions, (batch_size, n, 1, 2), clamped to [-1, 1].
+
+        ``sample`` defaults to ``self.training``: draw μ + Lz with a fresh z per image and neuron,
+        else use μ. A learned ``_mu`` is first clamped to [-1, 1] in place (as published), so
+        eval positions and the parameter agree.
+        """
+        if not self.has_grid_predictor:
+            # through .data: no version bump, so a graph that already used _mu stays valid
+            self._mu.data.clamp_(-1.0, 1.0)
+        mu = self.mu
+        sample = self.training if sample is None else sample
+        if not sample:
+            return mu.clamp(-1.0, 1.0).expand(batch_size, -1, -1, -1)
+        z = torch.randn(batch_size, self.outdims, 2, dtype=mu.dtype, device=mu.device)
+        offset = torch.einsum("ncd,bnd->bnc", self.sigma_factor(), z)
+        return (mu + offset.unsqueeze(2)).clamp(-1.0, 1.0)
+
+    def positions(self) -> torch.Tensor:
+        """Evaluation positions, (n, 2) grid units in [-1, 1], columns (x = width, y = height).
+
+        Differentiable (μ of a predictor depends on ``mu_transform``), so spatial losses on
+        readout positions can train it.
+        """
+        return self.sample_grid(1, sample=False).reshape(self.outdims, 2)
+
+    # ------------------------------------------------------------------ forward
+
+    def _neuron_index(self, out_idx: object, device: torch.device) -> torch.Tensor:
+        if torch.is_tensor(out_idx):
+            index = out_idx.detach().cpu()
+        else:
+            index = torch.as_tensor(np.asarray(out_idx))
+        if index.dtype == torch.bool:
+            if index.shape != (self.outdims,):
+                raise TopoError(
+                    "a boolean neuron mask needs one entry per neuron",
+                    field="out_idx",
+                    expected=(self.outdims,),
+                    found=tuple(index.shape),
+                )
+            index = index.nonzero().reshape(-1)
+        index = index.reshape(-1).long()
+        if index.numel() and (index.min() < -self.outdims or index.max() >= self.outdims):
+            raise TopoError(
+                "neuron index out of range",
+                field="out_idx",
+                expected=f"[0, {self.outdims})",
+                found=(int(index.min()), int(index.max())),
+            )
+        return index.to(device)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sample: bool | None = None,
+        shift: torch.Tensor | None = None,
+        out_idx: object | None = None,
+    ) -> torch.Tensor:
+        """Responses (B, n) — or (B, len(out_idx)) — from core features x: (B, C, H, W).
+
+        Args:
+            x: core output; any H, W (positions are in relative units).
+            sample: override train/eval sampling (see ``sample_grid``).
+            shift: (B, 2) added to every position *after* the clamp (eye movements), so shifted
+                positions may leave [-1, 1]; ``grid_sample`` reads zeros there.
+            out_idx: neuron indices (ints or a boolean mask) to compute.
+        """
+        if x.dim() != 4 or x.shape[1] != self.in_shape[0]:
+            raise TopoError(
+                "readout input must be (batch, channels, height, width) with the core's channels",
+                field="x",
+                expected=f"(B, {self.in_shape[0]}, H, W)",
+                found=tuple(x.shape),
+            )
+        batch = x.shape[0]
+        grid = self.sample_grid(batch if self.batch_sample else 1, sample)
+        grid = grid.expand(batch, -1, -1, -1)
+        features = self.features.reshape(self.in_shape[0], self.outdims)
+        bias = self.bias
+        if out_idx is not None:
+            index = self._neuron_index(out_idx, x.device)
+            grid, features = grid[:, index], features[:, index]
+            bias = None if bias is None else bias[index]
+        if shift is not None:
+            if shift.shape != (batch, 2):
+                raise TopoError(
+                    "shift must be one (x, y) offset per image",
+                    field="shift",
+                    expected=(batch, 2),
+                    found=tuple(shift.shape),
+                )
+            grid = grid + shift[:, None, None, :]
+        sampled = F.grid_sample(x, grid, mode="bilinear", align_corners=self.align_corners)
+        y = torch.einsum("bcn,cn->bn", sampled.squeeze(-1), features)
+        return y if bias is None else y + bias
+
+    # ------------------------------------------------------------------ regularisation
+
+    def feature_l1(self, reduction: Reduction = "sum") -> torch.Tensor:
+        """L1 of the feature weights: sum, mean, or per weight (``"none"``, shape (1,C,1,n))."""
+        weights = self.features.abs()
+        if reduction == "sum":
+            return weights.sum()
+        if reduction == "mean":
+            return weights.mean()
+        if reduction == "none":
+            return weights
+        raise TopoError(
+            "unknown reduction", field="reduction", expected="sum|mean|none", found=reduction
+        )
+
+    def regularizer(self, reduction: Reduction = "sum") -> torch.Tensor:
+        """``feature_reg_weight`` · feature L1 (the baseline's 0.0076 · Σ|w|)."""
+        return self.feature_l1(reduction) * self.feature_reg_weight
+
+    def extra_repr(self) -> str:
+        c, h, w = self.in_shape
+        grid = "predicted grid" if self.has_grid_predictor else "learned grid"
+        psd = ", cholesky sigma" if self.psd_sigma else ""
+        bias = self.bias is not None
+        return f"{self.gauss_type}, {c}x{h}x{w} -> {self.outdims}, {grid}{psd}, bias={bias}"
+
+
+class MultipleFullGaussian2d(nn.ModuleDict):
+    """One ``FullGaussian2d`` per data key (mouse/session), sharing a core.
+
+    State-dict keys are ``<data_key>.<readout key>`` (``readout.<data_key>.sigma`` inside the
+    encoder). Every keyword is passed to each readout; ``source_grids`` and
+    ``mean_activity_dict`` are per key.
+
+    Args:
+        in_shape_dict: data key → core output shape (C, H, W).
+        n_neurons_dict: data key → neuron count; its order is the readout order.
+        source_grids: data key → (n, d) cortical coordinates; required with a predictor.
+        mean_activity_dict: data key → (n,) initial bias.
+        bias, init_mu_range, init_sigma, batch_sample, align_corners, gauss_type,
+            grid_mean_predictor, feature_reg_weight, psd_sigma: see ``FullGaussian2d``.
+    """
+
+    def __init__(
+        self,
+        in_shape_dict: Mapping[str, Sequence[int]],
+        n_neurons_dict: Mapping[str, int],
+        *,
+        source_grids: Mapping[str, object] | None = None,
+        mean_activity_dict: Mapping[str, torch.Tensor] | None = None,
+        bias: bool = True,
+        init_mu_range: float = 0.1,
+        init_sigma: float = 1.0,
+        batch_sample: bool = True,
+        align_corners: bool = True,
+        gauss_type: GaussType = "full",
+        grid_mean_predictor: Mapping[str, object] | None = None,
+        feature_reg_weight: float = 1.0,
+        psd_sigma: bool = False,
+    ) -> None:
+        super().__init__()
+        if not n_neurons_dict:
+            raise TopoError("a multi-readout needs at least one data key", field="n_neurons_dict")
+        if grid_mean_predictor is not None and source_grids is None:
+            raise TopoError(
+                "a grid mean predictor needs source grids (cortical coordinates) per data key",
+                field="source_grids",
+                expected=list(n_neurons_dict),
+            )
+        _require_keys("in_shape_dict", in_shape_dict, n_neurons_dict)
+        if grid_mean_predictor is not None:
+            _require_keys("source_grids", source_grids, n_neurons_dict)
+        if mean_activity_dict is not None:
+            _require_keys("mean_activity_dict", mean_activity_dict, n_neurons_dict)
+        for key, n in n_neurons_dict.items():
+            if not isinstance(key, str) or not key or "." in key:
+                raise TopoError(
+                    "data keys must be non-empty strings without '.'", field="data_key", found=key
+                )
+            self[key] = FullGaussian2d(
+                in_shape=in_shape_dict[key],
+                outdims=n,
+                bias=bias,
+                init_mu_range=init_mu_range,
+                init_sigma=init_sigma,
+                batch_sample=batch_sample,
+                align_corners=align_corners,
+                gauss_type=gauss_type,
+                grid_mean_predictor=grid_mean_predictor,
+                source_grid=None if grid_mean_predictor is None else source_grids[key],
+                mean_activity=None if mean_activity_dict is None else mean_activity_dict[key],
+                feature_reg_weight=feature_reg_weight,
+                psd_sigma=psd_sigma,
+            )
+
+    @property
+    def data_keys(self) -> list[str]:
+        return list(self.keys())
+
+    def resolve_key(self, data_key: str | None) -> str:
+        """``data_key``, or the only key when None; a clear error for an unknown key."""
+        if data_key is None:
+            if len(self) == 1:
+                return next(iter(self.keys()))
+            raise TopoError(
+                "several readouts: name the data key", field="data_key", expected=self.data_keys
+            )
+        if data_key not in self:
+            raise TopoError(
+                "unknown data key", field="data_key", expected=self.data_keys, found=data_key
+            )
+        return data_key
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        data_key: str | None = None,
+        sample: bool | None = None,
+        shift: torch.Tensor | None = None,
+        out_idx: object | None = None,
+    ) -> torch.Tensor:
+        """Responses (B, n_key) of the readout ``data_key`` (optional with a single key)."""
+        return self[self.resolve_key(data_key)](x, sample=sample, shift=shift, out_idx=out_idx)
+
+    def initialize(self, mean_activity_dict: Mapping[str, torch.Tensor] | None = None) -> None:
+        for key, readout in self.items():
+            readout.initialize(None if mean_activity_dict is None else mean_activity_dict.get(key))
+
+    def regularizer(
+        self, data_key: str | None = None, reduction: Reduction = "sum"
+    ) -> torch.Tensor:
+        return self[self.resolve_key(data_key)].regularizer(reduction)
+
+    def positions(self, data_key: str | None = None) -> torch.Tensor:
+        """Evaluation positions (n, 2) of ``data_key``'s neurons (x = width, y = height)."""
+        return self[self.resolve_key(data_key)].positions()
