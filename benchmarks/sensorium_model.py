@@ -46,7 +46,7 @@ KEY = "mouse"
 
 
 class Step:
-    """One training step of a model on fixed data; returns (wall s, CPU s)."""
+    """One training step of a model on fixed data: (wall s, CPU s, rates, loss)."""
 
     def __init__(self, model: torch.nn.Module, images, pupil, responses) -> None:
         self.model, self.images, self.pupil, self.responses = model, images, pupil, responses

@@ -14,14 +14,17 @@ import numpy as np
 import pytest
 
 from topo_data.errors import TopoDataError
-from topo_data.sensorium.layout import SensoriumSession
-from topo_data.sensorium.simulate import (
-    GROUND_TRUTH_KEYS,
+from topo_data.sensorium import SensoriumSession, static_loaders
+from topo_data.sensorium.response_model import (
     canvas,
-    ground_truth_path,
-    load_ground_truth,
+    grid_units_per_pixel,
     model_rates,
     pixels_to_grid,
+)
+from topo_data.sensorium.simulate import (
+    GROUND_TRUTH_KEYS,
+    ground_truth_path,
+    load_ground_truth,
     simulate,
 )
 
@@ -132,6 +135,27 @@ def test_zip_holds_the_same_session(tmp_path: Path, files) -> None:
     assert np.array_equal(session.read_stack("responses", test_ids), files["responses"][test_ids])
 
 
+def test_static_loaders_serve_the_simulated_session(tmp_path: Path, folder: Path, files) -> None:
+    loaders = static_loaders(
+        [folder],
+        batch_size=16,
+        normalize=False,
+        include_behavior=True,
+        include_eye_position=True,
+        add_behavior_as_channels=False,
+        cache_dir=tmp_path / "cache",
+    )
+    assert set(loaders) == {"train", "validation", "test", "final_test"}
+    test = loaders["test"]["99999-1-1"]
+    assert len(test.dataset) == 32
+    batch = next(iter(test))
+    ids = batch.trial_id.numpy()
+    np.testing.assert_allclose(batch.responses.numpy(), files["responses"][ids])
+    np.testing.assert_allclose(batch.behavior.numpy(), files["behavior"][ids], rtol=1e-6)
+    np.testing.assert_allclose(batch.images.numpy(), files["images"][ids], rtol=1e-6)
+    assert (files["tiers"][ids] == "test").all()
+
+
 def test_rf_centres_are_a_smooth_function_of_cortex(truth) -> None:
     xy = truth["cortex_um"][:, :2]
     design = np.column_stack([xy, np.ones(len(xy))])
@@ -153,6 +177,10 @@ def test_pixels_to_grid_follows_rescale_and_crop() -> None:
     # scale 0.25: small pixel j is centred on full pixel 4 j + 1.5; crop 4 keeps small 4..59.
     edges = np.array([[4 * 4 + 1.5, 4 * 4 + 1.5], [4 * 59 + 1.5, 4 * 31 + 1.5]])
     np.testing.assert_allclose(pixels_to_grid(edges, size, scale=0.25, crop=4), [[-1, -1], [1, 1]])
+    # a displacement: the difference of two positions, per full-image pixel
+    step = pixels_to_grid(edges + [1.0, 1.0], size, 0.25, 4) - pixels_to_grid(edges, size, 0.25, 4)
+    np.testing.assert_allclose(step[0], grid_units_per_pixel(size, 0.25, 4))
+    np.testing.assert_allclose(grid_units_per_pixel(size, 0.25, 4), [0.5 / 55, 0.5 / 27])
 
 
 def _filter(truth: dict[str, np.ndarray], n: int, centre: np.ndarray) -> np.ndarray:

@@ -690,3 +690,29 @@ def test_stacked_core_loads_and_reproduces_neuralpredictors_0_3_0(settings):
         core.train(train)
         torch.testing.assert_close(core(x)[0], reference(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(core.regularizer(), reference.regularizer(), atol=1e-5, rtol=1e-5)
+
+
+def test_the_spatial_correlation_loss_can_be_put_on_a_predictive_core():
+    """A core's features carry layer names like every trunk's, so TDANN's loss trains it."""
+    from topo_models.losses import SpatialCorrelationLoss
+    from topo_models.positions import LayerPositions
+    from topo_models.positions.layouts import retinotopic_coordinates
+    from topo_models.positions.neighborhoods import precompute_neighborhoods
+
+    torch.manual_seed(0)
+    core = Stacked2dCore(1, 8, 5, 3, layers=2, gamma_input=0.0)
+    _, features = core(torch.randn(4, 1, 12, 16))
+    dims = tuple(features["layer1"].shape[1:])
+    coordinates = retinotopic_coordinates(dims, 2.0, np.random.default_rng(0))
+    positions = LayerPositions(
+        name="layer1",
+        dims=dims,
+        coordinates=coordinates,
+        neighborhood_indices=precompute_neighborhoods(coordinates, 1.0, 10, seed=0),
+        neighborhood_width=1.0,
+    )
+    loss = SpatialCorrelationLoss({"layer1": positions}, {"layer1": 1.0})
+    total, per_layer = loss(features)
+    assert set(per_layer) == {"layer1"} and torch.isfinite(total) and total > 0
+    total.backward()
+    assert core.features.layer0.conv.weight.grad.abs().sum() > 0

@@ -53,7 +53,7 @@ def cortex(n: int, seed: int) -> np.ndarray:
     return np.column_stack([rng.uniform(-400, 400, (n, 2)), rng.uniform(200, 400, n)])
 
 
-def inputs(channels: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def inputs(channels: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(BATCH, channels, HEIGHT, WIDTH, generator=generator)
     pupil = torch.randn(BATCH, 2, generator=generator)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from topo_models.atomic import atomic_write
 from topo_models.errors import TopoError
+from topo_models.state_dict_report import listing, state_dict_mismatches
 from topo_models.trunks.resnet_spatial import ResNet18Spatial
 
 __all__ = ["load_tdann_checkpoint", "save_vissl_style_checkpoint"]
@@ -32,7 +33,6 @@ __all__ = ["load_tdann_checkpoint", "save_vissl_style_checkpoint"]
 _VISSL_PATH = ("classy_state_dict", "base_model", "model")
 _BASE_PREFIX = "base_model."
 _BLOCKS_PREFIX = "_feature_blocks."
-_MAX_LISTED = 10
 
 # VISSL head key → ResNet18Spatial key (after the ``fc.`` prefix).
 _PROJECTOR_HEAD = re.compile(r"^0\.([01])\.clf\.0\.(weight|bias)$")
@@ -200,7 +200,7 @@ def _tensor_dict(obj: object, path: Path, field: str) -> dict[str, torch.Tensor]
             file=path,
             field=field,
             expected="only tensors",
-            found=_listing(bad),
+            found=listing(bad),
         )
     return dict(obj)
 
@@ -230,7 +230,7 @@ def _map_trunk(raw: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.T
                 "reference the same modules",
                 file=path,
                 field="trunk",
-                found=_listing(_BLOCKS_PREFIX + k for k in only_blocks),
+                found=listing(_BLOCKS_PREFIX + k for k in only_blocks),
             )
         differing = [
             k
@@ -242,7 +242,7 @@ def _map_trunk(raw: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.T
                 "base_model.* and _feature_blocks.* disagree; they should be the same tensors",
                 file=path,
                 field="trunk",
-                found=_listing(differing),
+                found=listing(differing),
             )
     return {**other, **(base if base else blocks)}
 
@@ -274,7 +274,7 @@ def _head_kind(heads: Mapping[str, torch.Tensor], head: str | None, path: Path) 
             "heads mix projector and classifier keys",
             file=path,
             field="heads",
-            found=_listing(sorted(heads)),
+            found=listing(sorted(heads)),
         )
     found = "projector" if projector else "classifier" if classifier else "none"
     if head is None:
@@ -284,7 +284,7 @@ def _head_kind(heads: Mapping[str, torch.Tensor], head: str | None, path: Path) 
                 file=path,
                 field="heads",
                 expected="0.0.clf.0.*, 0.1.clf.0.* (SimCLR) or 0.clf.0.* (supervised)",
-                found=_listing(sorted(heads)),
+                found=listing(sorted(heads)),
             )
         return found
     if head not in ("none", "classifier", "projector"):
@@ -297,7 +297,7 @@ def _head_kind(heads: Mapping[str, torch.Tensor], head: str | None, path: Path) 
             file=path,
             field="heads",
             expected=head,
-            found=f"{found}: {_listing(sorted(heads))}",
+            found=f"{found}: {listing(sorted(heads))}",
         )
     return head
 
@@ -340,21 +340,8 @@ def _check_keys(
         ("trunk", trunk, {k: s for k, s in expected.items() if not k.startswith("fc.")}),
         ("heads", heads, {k: s for k, s in expected.items() if k.startswith("fc.")}),
     ):
-        missing = sorted(set(own) - set(given))
-        unexpected = sorted(set(given) - set(own))
-        shapes = [
-            f"{k}: checkpoint {tuple(given[k].shape)} vs ResNet18Spatial {own[k]}"
-            for k in sorted(set(own) & set(given))
-            if tuple(given[k].shape) != own[k]
-        ]
-        if missing or unexpected or shapes:
-            lines = []
-            if missing:
-                lines.append(f"missing {len(missing)} key(s): {_listing(missing)}")
-            if unexpected:
-                lines.append(f"unexpected {len(unexpected)} key(s): {_listing(unexpected)}")
-            if shapes:
-                lines.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
+        lines = state_dict_mismatches(own, given, "ResNet18Spatial")
+        if lines:
             raise TopoError(
                 "checkpoint does not fit ResNet18Spatial (is it another architecture?); "
                 + "; ".join(lines),
@@ -368,9 +355,3 @@ def _vissl_head_key(key: str, kind: str) -> str:
         layer, param = key[len("fc.") :].split(".")
         return f"0.{0 if layer == '0' else 1}.clf.0.{param}"
     return f"0.clf.0.{key[len('fc.') :]}"
-
-
-def _listing(keys: Iterable[object]) -> str:
-    items = list(keys)
-    shown = ", ".join(str(k) for k in items[:_MAX_LISTED])
-    return shown + (f", … (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")

@@ -11,17 +11,16 @@ from topo_data.sensorium.dataset import StaticBatch, StaticTierDataset
 from topo_data.sensorium.layout import (
     DATA_FIELDS,
     TIERS,
-    NeuronInfo,
-    SensoriumSession,
     data_key_from_path,
     default_cache_root,
     session_name,
     unpack_session_zip,
-    write_static_session,
 )
 from topo_data.sensorium.loaders import static_loader, static_loaders
 from topo_data.sensorium.normalization import ImagePipeline, StaticNormalizer, response_precision
+from topo_data.sensorium.session import NeuronInfo, SensoriumSession
 from topo_data.sensorium.simulate import simulate
+from topo_data.sensorium.writer import write_static_session
 
 __all__ = [
     "DATA_FIELDS",

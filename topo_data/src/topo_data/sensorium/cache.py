@@ -28,13 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from topo_data.errors import TopoDataError
-from topo_data.sensorium.layout import (
-    SensoriumSession,
-    default_cache_root,
-    is_writable,
-    replace_dir,
-)
+from topo_data.sensorium.layout import default_cache_root, is_writable, replace_dir
 from topo_data.sensorium.normalization import ImagePipeline, StaticNormalizer
+from topo_data.sensorium.session import SensoriumSession
 
 CACHE_FORMAT = 1
 CHUNK_TRIALS = (

@@ -18,8 +18,8 @@ from torch.utils.data import Dataset
 
 from topo_data.errors import TopoDataError
 from topo_data.sensorium.cache import TierCache
-from topo_data.sensorium.layout import NeuronInfo, SensoriumSession
 from topo_data.sensorium.normalization import ImagePipeline, StaticNormalizer
+from topo_data.sensorium.session import NeuronInfo, SensoriumSession
 
 
 class StaticBatch(NamedTuple):

@@ -32,8 +32,9 @@ from torch.utils.data import DataLoader, SequentialSampler, SubsetRandomSampler
 from topo_data.errors import TopoDataError
 from topo_data.sensorium.cache import open_tier_cache
 from topo_data.sensorium.dataset import StaticBatch, StaticTierDataset
-from topo_data.sensorium.layout import TIERS, NeuronInfo, SensoriumSession
+from topo_data.sensorium.layout import TIERS
 from topo_data.sensorium.normalization import ImagePipeline, StaticNormalizer
+from topo_data.sensorium.session import NeuronInfo, SensoriumSession
 
 DEFAULT_TIERS: tuple[str, ...] = ("train", "validation", "test")
 

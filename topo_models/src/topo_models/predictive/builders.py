@@ -19,7 +19,9 @@ from torch import nn
 from topo_models.errors import TopoError
 from topo_models.predictive.cores import Stacked2dCore
 from topo_models.predictive.encoder import FiringRateEncoder
-from topo_models.predictive.readouts import GRID_PREDICTOR_KEYS, GaussType, MultipleFullGaussian2d
+from topo_models.predictive.readouts.gaussian import GaussType
+from topo_models.predictive.readouts.grid import GRID_PREDICTOR_KEYS
+from topo_models.predictive.readouts.multi import MultipleFullGaussian2d
 from topo_models.predictive.shifters import MLPShifter, StaticAffine2dShifter
 from topo_models.registry import register_model
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -40,11 +40,11 @@ import torch
 from topo_models.errors import TopoError
 from topo_models.predictive.builders import BASELINE_CNN, stacked_core_full_gauss_readout
 from topo_models.predictive.encoder import FiringRateEncoder
+from topo_models.state_dict_report import listing, state_dict_mismatches
 
 __all__ = ["infer_architecture", "load_checkpoint"]
 
 Architecture = Literal["cnn", "ln"]
-_MAX_LISTED = 10
 _LAYER = re.compile(r"^core\.features\.layer(\d+)\.")
 _READOUT = re.compile(r"^readout\.([^.]+)\.")
 _MLP_LINEAR = re.compile(r"^shifter\.([^.]+)\.mlp\.(\d+)\.weight$")
@@ -122,7 +122,7 @@ def _locate(raw: object, path: Path) -> tuple[dict[str, torch.Tensor], object]:
             "state dict holds non-tensor entries",
             file=path,
             expected="a state dict (only tensors)",
-            found=_listing(bad),
+            found=listing(bad),
         )
     state = {str(k): v for k, v in raw.items()}
     if state and all(k.startswith("module.") for k in state):
@@ -152,7 +152,7 @@ def infer_architecture(
             "not a Sensorium stacked-core / Gaussian-readout checkpoint",
             file=path,
             expected=f"{_CONV0} (4-d) and readout.<data_key>.* keys",
-            found=_listing(sorted(state)),
+            found=listing(sorted(state)),
         )
     hidden, input_channels, input_kern = int(conv0.shape[0]), int(conv0.shape[1]), conv0.shape[-1]
     layers = 1 + max(int(m.group(1)) for k in state if (m := _LAYER.match(k)))
@@ -219,7 +219,7 @@ def _readout(state: Mapping[str, torch.Tensor], key: str, path: Path) -> dict[st
             file=path,
             field=prefix.rstrip("."),
             expected="_features (1, C, 1, n) and sigma (1, n, 2|1, 2|1)",
-            found=_listing(k for k in state if k.startswith(prefix)),
+            found=listing(k for k in state if k.startswith(prefix)),
         )
     gauss_type = _SIGMA_TYPES.get(tuple(sigma.shape[2:]))
     if gauss_type is None:
@@ -286,7 +286,7 @@ def _shifter(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, object]
             file=path,
             field="shifter",
             expected="shifter.<key>.mlp.<i>.{weight,bias} or shifter.<key>.{weight,bias}",
-            found=_listing(k for k in state if k.startswith("shifter.")),
+            found=listing(k for k in state if k.startswith("shifter.")),
         )
     return {"shifter": False}
 
@@ -316,28 +316,9 @@ def _architecture(
 
 def _check_keys(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {own[k]}"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != own[k]
-    ]
-    if missing or unexpected or shapes:
-        lines = []
-        if missing:
-            lines.append(f"missing {len(missing)} key(s): {_listing(missing)}")
-        if unexpected:
-            lines.append(f"unexpected {len(unexpected)} key(s): {_listing(unexpected)}")
-        if shapes:
-            lines.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
+    lines = state_dict_mismatches(own, state, "model")
+    if lines:
         raise TopoError(
             "checkpoint does not fit the Sensorium encoder it describes; " + "; ".join(lines),
             file=path,
         )
-
-
-def _listing(keys: Iterable[object]) -> str:
-    items = list(keys)
-    shown = ", ".join(str(k) for k in items[:_MAX_LISTED])
-    return shown + (f", … (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")

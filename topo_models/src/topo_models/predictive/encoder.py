@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.predictive.readouts import MultipleFullGaussian2d, Reduction
+from topo_models.predictive.readouts.gaussian import Reduction
+from topo_models.predictive.readouts.multi import MultipleFullGaussian2d
 from topo_models.predictive.shifters import MLPShifter, StaticAffine2dShifter
 
 __all__ = ["FiringRateEncoder"]
