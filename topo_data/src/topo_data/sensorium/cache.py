@@ -19,6 +19,7 @@ build leaves no cache behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -196,9 +197,7 @@ def open_tier_cache(
     info = _read_info(folder)
     fresh = info is not None and info.get("options") == options
     if fresh and info.get("source") == session.fingerprint():
-        try:
+        with contextlib.suppress(OSError, ValueError, TopoDataError):  # damaged: rebuilt below
             return TierCache(folder)
-        except (OSError, ValueError, TopoDataError):
-            pass  # damaged: rebuild below
     build_tier_cache(session, tier, normalizer, pipeline, folder)
     return TierCache(folder)
