@@ -164,11 +164,13 @@ def test_the_loop_validates_before_training_and_ends_on_the_best_weights(tmp_pat
 
 def test_a_stopped_run_resumes_as_stopped(tmp_path):
     trainer = _trainer(tmp_path, [0.1, 0.9, 0.5, 0.4, 0.3, 0.2], epochs=10)
-    trainer.fit()
+    metrics = trainer.fit()
+    logged = (tmp_path / "metrics.jsonl").read_text()
     again = _trainer(tmp_path, [0.0], epochs=10)
     again.resume_if_possible()
-    again.fit()
+    assert again.fit()["best/val/correlation"] == metrics["best/val/correlation"]
     assert again.objective.evaluations == 0 and again.step == trainer.step
+    assert (tmp_path / "metrics.jsonl").read_text() == logged  # nothing logged twice
     assert again.model.weight.item() == pytest.approx(trainer.model.weight.item())
 
 

@@ -294,6 +294,7 @@ class Trainer:
         window_steps = 0
         last: dict[str, float] = {}
         stopped = self.stopper is not None and self.stopper.stopped
+        finished_before = stopped or self.step >= total  # a re-run of a finished run
         if self.stopper is not None and not self.stopper.started and self.step == 0:
             stopped = self._validate_and_watch(last)  # the baseline value, before any step
         bar = tqdm(
@@ -340,17 +341,18 @@ class Trainer:
         bar.close()
         if self.stopper is not None:  # the run ends on its best weights
             self.stopper.restore_best(self.bare_model)
-        last.update(self._final_metrics())
+        last.update(self._final_metrics(record=not finished_before))
         return last
 
-    def _final_metrics(self) -> dict[str, float]:
-        """The watched metric's best value and the objective's test tier, once, at the end."""
+    def _final_metrics(self, record: bool) -> dict[str, float]:
+        """The watched metric's best value and the objective's test tier at the end (recorded
+        once: a re-run of a finished run returns them without logging them again)."""
         final: dict[str, float] = {}
         if self.stopper is not None and self.stopper.best is not None:
             final[f"best/{self.settings.early_stopping.metric}"] = float(self.stopper.best)
         tier = getattr(self.objective, "test_tier", None)
         if tier is not None and getattr(self.objective, "evaluate", None) is not None:
             final.update(self.validate(tier))
-        if final:
+        if final and record:
             self._record(final)
         return final
