@@ -8,6 +8,7 @@ import torch
 from torchvision.models import resnet18
 
 from topo_models import TopoError, create_model, list_models
+from topo_models.losses import ProximityCost, TransportCost
 from topo_models.trunks import BLOCK_NAMES
 
 # Neural predictive models need their sessions' neurons (counts, cortical coordinates) and
@@ -24,6 +25,13 @@ def test_every_registered_model_returns_output_and_features(name):
         model = create_model(name, **PREDICTIVE_ARGS)
         output, features = model(torch.randn(2, 1, 36, 64), data_key="a", return_features=True)
         assert output.shape == (2, 5) and (output > 0).all()  # ELU + 1 rates
+    elif name.startswith("spatial"):
+        model = create_model(name)
+        output, features = model(torch.randn(2, 1, 28, 28))
+        assert output.shape == (2, 20)  # 10 labels x 2 tasks
+        assert list(features) == list(model.spatial_layers())
+        # Positions get their gradients from the spatial costs only.
+        output = output + ProximityCost()(model)[0] + TransportCost()(model)[0]
     else:
         model = create_model(name)
         output, features = model(torch.randn(2, 3, 64, 64))

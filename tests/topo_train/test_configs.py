@@ -24,8 +24,11 @@ GROUPS = {
         "track",
     )
 }
-TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss != "poisson"]
+TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss not in ("poisson", "spatial_costs")]
+# families whose units are not placed on a TDANN sheet (predictive neurons bring their cortical
+# coordinates, spatial multi-task networks learn their positions)
 PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln")
+SHEETLESS_EXPERIMENTS = (*PREDICTIVE_EXPERIMENTS, "spatial_multitask")
 
 
 @pytest.mark.parametrize(
@@ -37,8 +40,8 @@ def test_every_option_composes_and_names_a_real_target(compose_train, group, opt
         overrides.insert(0, "experiment=sensorium_baseline")
     cfg = compose_train(overrides)
     for name in ("model", "loss", "data", "positions", "optim", "sched", "trainer", "tracking"):
-        if name == "positions" and cfg.positions is None:  # predictive models: no sheet
-            assert overrides[0] in {f"experiment={e}" for e in PREDICTIVE_EXPERIMENTS}
+        if name == "positions" and cfg.positions is None:  # no TDANN sheet
+            assert overrides[0] in {f"experiment={e}" for e in SHEETLESS_EXPERIMENTS}
             continue
         assert callable(get_object(cfg[name]._target_)), (name, cfg[name]._target_)
 
@@ -108,3 +111,17 @@ def test_sensorium_experiments_hold_the_published_training_settings(compose_trai
 def test_track_plus_adds_behaviour_channels_and_the_shifter(compose_train, experiment):
     cfg = compose_train([f"experiment={experiment}", "track=plus"])
     assert cfg.model.shifter and cfg.data.include_behavior and cfg.data.include_eye_position
+
+
+def test_spatial_multitask_experiment_holds_the_published_hyper_parameters(compose_train):
+    cfg = compose_train(["experiment=spatial_multitask"])
+    assert cfg.model._target_.endswith("SpatialMLP") and list(cfg.model.widths) == [
+        128,
+        128,
+        128,
+        256,
+    ]
+    assert cfg.model.activation == "Sigmoid" and cfg.data.batch_size == 256
+    assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 5e-3
+    assert (cfg.loss.proximity, cfg.loss.transport, cfg.loss.norm) == (3.0, 1.0, "l1")
+    assert cfg.positions is None and cfg.trainer.early_stopping.metric == "val/accuracy"

@@ -42,6 +42,17 @@ def _check_int(value: object, field: str, minimum: int | None = None) -> int:
     return value
 
 
+def check_replica(rank: object, world_size: object) -> tuple[int, int]:
+    """``(rank, world_size)`` of a DDP replica as ints, refusing a rank outside the world."""
+    world_size = _check_int(world_size, "world_size", minimum=1)
+    rank = _check_int(rank, "rank", minimum=0)
+    if rank >= world_size:
+        raise TopoDataError(
+            "rank must be below world_size", field="rank", expected=f"< {world_size}", found=rank
+        )
+    return rank, world_size
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed that is a pure function of (seed, epoch, index), stable across platforms.
 
@@ -80,15 +91,7 @@ class EpochSampler(Sampler[int]):
         world_size: int = 1,
     ) -> None:
         self.num_samples = _check_int(num_samples, "num_samples", minimum=1)
-        self.world_size = _check_int(world_size, "world_size", minimum=1)
-        self.rank = _check_int(rank, "rank", minimum=0)
-        if self.rank >= self.world_size:
-            raise TopoDataError(
-                "rank must be below world_size",
-                field="rank",
-                expected=f"< {self.world_size}",
-                found=self.rank,
-            )
+        self.rank, self.world_size = check_replica(rank, world_size)
         self.seed = _check_int(seed, "seed")
         self.shuffle = bool(shuffle)
         if drop_last_batch_size is not None:

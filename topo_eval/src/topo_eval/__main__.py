@@ -1,5 +1,7 @@
-"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]`` and
-``python -m topo_eval task=predictive checkpoint=…/model.pt [data=…]``."""
+"""``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``,
+``python -m topo_eval task=predictive checkpoint=…/model.pt [data=…]`` and the spatial
+multi-task stages ``task=record | split | score | plot | multitask checkpoint=…/model.pt``,
+``task=multitask_sweep sweep_dir=…``."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from topo_models.atomic import atomic_write_bytes
 from topo_models.positions import NetworkPositions
 
 log = logging.getLogger("topo_eval")
-TASKS = ("responses", "predictive")
+MULTITASK = ("record", "split", "score", "plot", "multitask", "multitask_sweep")
+TASKS = ("responses", "predictive", *MULTITASK)
+TRACKED_BY_DEFAULT = ("score", "multitask", "multitask_sweep")
 
 
 def trained_input_size(checkpoint: Path) -> int:
@@ -58,12 +62,32 @@ def main(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise TopoError("unknown evaluation task", field="task", expected=TASKS, found=cfg.task)
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    metrics: dict[str, float] = {}
     if cfg.task == "predictive":
         table = run_predictive(with_training_data(cfg), output_dir)
+    elif cfg.task in MULTITASK:
+        table, metrics = run_multitask_task(cfg, output_dir)
     else:
         table = run_responses(cfg, output_dir)
-    if cfg.tracking.enabled:
-        log_to_mlflow(cfg, output_dir, table)
+    enabled = cfg.tracking.enabled
+    if enabled is None:  # scores are results worth keeping; other tables are inspections
+        enabled = cfg.task in TRACKED_BY_DEFAULT
+    if enabled:
+        log_to_mlflow(cfg, output_dir, table, metrics)
+
+
+def run_multitask_task(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:
+    """One stage of the spatial multi-task workflow; (its table, metrics for MLflow)."""
+    from topo_eval.multitask import stages
+
+    if cfg.task == "multitask":
+        return stages.run_multitask(cfg, output_dir)
+    if cfg.task == "multitask_sweep":
+        return stages.run_sweep(cfg, output_dir)
+    if cfg.task == "score":
+        return stages.run_score(cfg, output_dir)
+    run = {"record": stages.run_record, "split": stages.run_split, "plot": stages.run_plot}
+    return run[cfg.task](cfg, output_dir), {}
 
 
 def with_training_data(cfg: DictConfig) -> DictConfig:
@@ -87,8 +111,11 @@ def with_training_data(cfg: DictConfig) -> DictConfig:
     return filled
 
 
-def log_to_mlflow(cfg: DictConfig, output_dir: Path, table_path: Path) -> str:
-    """One MLflow run holding the config, the table and the figures; returns its id."""
+def log_to_mlflow(
+    cfg: DictConfig, output_dir: Path, table_path: Path, metrics: dict[str, float] | None = None
+) -> str:
+    """One MLflow run holding the config, the table, the figures and any headline metrics;
+    returns its id."""
     import mlflow
 
     client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
@@ -98,16 +125,24 @@ def log_to_mlflow(cfg: DictConfig, output_dir: Path, table_path: Path) -> str:
         if experiment is not None
         else client.create_experiment(cfg.tracking.experiment_name)
     )
-    run = client.create_run(experiment_id, run_name=f"{cfg.task} {Path(cfg.checkpoint).name}")
+    source = cfg.sweep_dir if cfg.task == "multitask_sweep" else cfg.checkpoint
+    run = client.create_run(experiment_id, run_name=f"{cfg.task} {Path(source).name}")
     config = OmegaConf.to_container(cfg, resolve=True)
     keys = ("task", "checkpoint", "positions", "image", "image_size")
     if cfg.task == "predictive":
         keys = ("task", "checkpoint", "tier", "fev_threshold")
+    elif cfg.task in MULTITASK:
+        keys = ("task", "checkpoint", "sweep_dir", "multitask")
     for key in keys:
         client.log_param(run.info.run_id, key, str(config.get(key)))
     client.log_dict(run.info.run_id, config, "config.yaml")
+    for name, value in (metrics or {}).items():
+        client.log_metric(run.info.run_id, name, float(value))
     client.log_artifact(run.info.run_id, str(table_path))
-    client.log_artifacts(run.info.run_id, str(output_dir / "figures"), "figures")
+    for figures in sorted(output_dir.rglob("figures")):  # multitask: one per stage directory
+        if figures.is_dir():
+            relative = figures.relative_to(output_dir).as_posix()
+            client.log_artifacts(run.info.run_id, str(figures), relative)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -46,6 +46,11 @@ def model_config(model_cfg: DictConfig, data: Any) -> dict[str, Any]:
     config = OmegaConf.to_container(model_cfg, resolve=True)
     if config.get("head") == "classifier" and config.get("num_classes") is None:
         config["num_classes"] = int(data.num_classes)
+    # Plain values the data decide (input shape, task and label counts): null keys take them.
+    values = data.model_config_values() if hasattr(data, "model_config_values") else {}
+    for key, value in values.items():
+        if key in config and config[key] is None:
+            config[key] = value
     return config
 
 
@@ -199,6 +204,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             positions = build_positions(cfg, model, data, run_dir, is_main=False)
     objective_kwargs = data.objective_kwargs() if hasattr(data, "objective_kwargs") else {}
     objective = instantiate(cfg.loss, positions=positions, **objective_kwargs)
+    if hasattr(objective, "check_model"):  # e.g. loss.where naming a layer the model lacks
+        objective.check_model(model)
     model.to(device)
     objective.to(device)
     if context.enabled:
@@ -275,6 +282,11 @@ def _finish(
                 trainer.bare_model, positions, data.sample_images(1)[0], layers, figure_path
             )
             tracker.log_artifact(figure_path, "figures")
+        tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
+    elif getattr(trainer.bare_model, "dim", None) == 2 and hasattr(
+        trainer.bare_model, "sheet_positions"
+    ):  # spatial networks learn theirs: written in the same files as every family's
+        trainer.bare_model.sheet_positions().save(run_dir / POSITIONS_DIR)
         tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
     if getattr(tracker, "log_checkpoint", False):
         tracker.log_artifact(model_path, "checkpoint")

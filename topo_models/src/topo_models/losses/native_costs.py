@@ -1,0 +1,490 @@
+"""The spatial costs as one compiled C loop per cost (CPU, float32): value and gradient in one pass.
+
+Why: a training step of the default spatial MLP takes ~2.4 ms on a 2-core CPU, and every torch
+kernel launch costs 4–15 µs there, so even the fused torch kernels (``spatial_cost_kernels``,
+~35 launches a cost) add ~60 % to a step; the costs must add at most 10 %. Here each cost is one
+call into a small C library that walks every pair of every layer once (vectorised by the
+compiler), writing the value and the closed-form gradient of reference/spatialnets.md §1.4:
+
+* proximity ``P = mean_ij exp(-r_ij)``: ``dP/dp_i = (2/N²) Σ_{j≠i} e^{-r_ij}/r_ij · (p_j − p_i)``;
+* transport ``T = mean_ij r_ij g(w_ij)``: ``dT/dw = r g'(w)/(NM)``,
+  ``dT/dp_i = Σ_j g/r (p_i − q_j)/(NM)``, ``dT/dq_j = Σ_i g/r (q_j − p_i)/(NM)``,
+
+with ``r = sqrt(d² + eps)`` and distances clamped at 80 inside the exponential (exp(−80) is
+below any sum's resolution; further out float32 would go denormal, which is slow). Backward only
+scales the saved gradients by the upstream gradient (another C call).
+
+The library is compiled on first use with the system C compiler (``$CC`` or ``cc``; about a
+second) into ``$TOPO_CACHE_DIR/native`` (default ``~/.cache/topo/native``), keyed by the
+source, the flags and the CPU, and written atomically. Without a compiler, on other devices or
+dtypes, or with ``TOPO_NATIVE_COSTS=0``, the loss objects use the fused torch kernels; both are
+tested to agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch.autograd.function import once_differentiable
+
+log = logging.getLogger(__name__)
+
+C_SOURCE = r"""
+#include <math.h>
+#include <string.h>
+
+/* Transpose rows (n, dim) into columns (dim, ld) starting at column off. */
+static void to_columns(const float* rows, long n, long dim, float* cols, long ld, long off) {
+    for (long i = 0; i < n; ++i)
+        for (long a = 0; a < dim; ++a) cols[a * ld + off + i] = rows[i * dim + a];
+}
+
+/* Proximity of L layers. positions[l]: (n[l], dim) rows. grad: (sum n, dim) rows, written
+   unscaled (dP_l/dp). work: 2 * dim * sum n + 2 * max n floats. values[l] = P_l.
+   The pair matrix is symmetric: row i visits j > i only and updates both ends. */
+void proximity(long L, const float** positions, const long* n, long dim, float eps,
+               float* grad, float* work, float* values) {
+    long total = 0, widest = 0;
+    for (long l = 0; l < L; ++l) { total += n[l]; if (n[l] > widest) widest = n[l]; }
+    float* cols = work;
+    float* gcols = work + dim * total;
+    float* d2 = gcols + dim * total;
+    float* k = d2 + widest;
+    long off = 0;
+    for (long l = 0; l < L; ++l) {
+        to_columns(positions[l], n[l], dim, cols, total, off);
+        off += n[l];
+    }
+    memset(gcols, 0, sizeof(float) * dim * total);
+    const float diagonal = expf(-sqrtf(eps));
+    off = 0;
+    for (long l = 0; l < L; ++l) {
+        const long m = n[l];
+        const float scale = 2.0f / ((float)m * (float)m);
+        double sum = 0.0;
+        if (dim == 2) { /* the common case, one fused pass per row */
+            float* x0 = cols + off;
+            float* x1 = cols + total + off;
+            float* g0 = gcols + off;
+            float* g1 = gcols + total + off;
+            for (long i = 0; i + 1 < m; ++i) {
+                const float a0 = x0[i], a1 = x1[i];
+                float row = 0.0f, ksum = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+                for (long j = i + 1; j < m; ++j) {
+                    const float dx = x0[j] - a0, dy = x1[j] - a1;
+                    const float r = sqrtf(dx * dx + dy * dy + eps);
+                    const float e = expf(-fminf(r, 80.0f));
+                    const float kj = e / r;
+                    row += e;
+                    ksum += kj;
+                    acc0 += kj * x0[j];
+                    acc1 += kj * x1[j];
+                    g0[j] -= kj * dx;
+                    g1[j] -= kj * dy;
+                }
+                sum += 2.0 * row;
+                g0[i] += acc0 - ksum * a0;
+                g1[i] += acc1 - ksum * a1;
+            }
+        } else for (long i = 0; i + 1 < m; ++i) {
+            const long rest = m - i - 1;
+            for (long j = 0; j < rest; ++j) d2[j] = eps;
+            for (long a = 0; a < dim; ++a) {
+                const float* x = cols + a * total + off + i + 1;
+                const float xi = x[-1];
+                for (long j = 0; j < rest; ++j) {
+                    const float diff = x[j] - xi;
+                    d2[j] += diff * diff;
+                }
+            }
+            float row = 0.0f;
+            for (long j = 0; j < rest; ++j) {
+                const float r = sqrtf(d2[j]);
+                const float e = expf(-fminf(r, 80.0f));
+                row += e;
+                k[j] = e / r;
+            }
+            sum += 2.0 * row;
+            float ksum = 0.0f;
+            for (long j = 0; j < rest; ++j) ksum += k[j];
+            for (long a = 0; a < dim; ++a) {
+                const float* x = cols + a * total + off + i + 1;
+                float* gx = gcols + a * total + off + i + 1;
+                const float xi = x[-1];
+                float acc = 0.0f;
+                for (long j = 0; j < rest; ++j) { acc += k[j] * x[j]; gx[j] += k[j] * (xi - x[j]); }
+                gx[-1] += acc - ksum * xi;
+            }
+        }
+        values[l] = (float)((sum + (double)m * diagonal) / ((double)m * (double)m));
+        for (long i = 0; i < m; ++i)
+            for (long a = 0; a < dim; ++a)
+                grad[(off + i) * dim + a] = scale * gcols[a * total + off + i];
+        off += m;
+    }
+}
+
+/* Multiply the rows of layer l of grad (sum n, dim) by upstream[l]. */
+void scale_rows(long L, const long* n, long dim, const float* upstream, float* grad) {
+    for (long l = 0; l < L; ++l) {
+        const float s = upstream[l];
+        for (long e = 0; e < n[l] * dim; ++e) grad[e] *= s;
+        grad += n[l] * dim;
+    }
+}
+
+/* Transport of L layers over U position tensors. points[u]: (size[u], dim) rows. Layer l
+   connects post owner post[l] to pre owner pre[l] through weights[l], (N, M * K[l]) rows.
+   Writes values[l], the unscaled position gradients of each layer into pgrad (dim, sum N) and
+   qgrad (dim, sum M) columns, and the unscaled weight gradients into wgrad[l].
+   work: dim * sum size + 3 * max M floats. norm: 1 (|w|) or 2 (w^2). */
+void transport(long L, long U, const float** points, const long* size, long dim,
+               const long* post, const long* pre, const float** weights, const long* K,
+               int norm, float eps, float* pgrad, float* qgrad, float** wgrad, float* work,
+               float* values) {
+    long total = 0, widest = 0, sum_n = 0, sum_m = 0;
+    long start[64];
+    for (long u = 0; u < U; ++u) { start[u] = total; total += size[u]; }
+    for (long l = 0; l < L; ++l) {
+        sum_n += size[post[l]]; sum_m += size[pre[l]];
+        if (size[pre[l]] > widest) widest = size[pre[l]];
+    }
+    float* cols = work;
+    float* d2 = work + dim * total;
+    float* h = d2 + widest;
+    float* g = h + widest;
+    for (long u = 0; u < U; ++u) to_columns(points[u], size[u], dim, cols, total, start[u]);
+    long poff = 0, qoff = 0;
+    for (long l = 0; l < L; ++l) {
+        const long N = size[post[l]], M = size[pre[l]], kk = K[l];
+        const float* P = cols + start[post[l]];
+        const float* Q = cols + start[pre[l]];
+        const float inv = 1.0f / ((float)N * (float)M);
+        double sum = 0.0;
+        for (long a = 0; a < dim; ++a)
+            for (long j = 0; j < M; ++j) qgrad[a * sum_m + qoff + j] = 0.0f;
+        for (long i = 0; i < N; ++i) {
+            const float* w = weights[l] + i * M * kk;
+            float* gw = wgrad[l] + i * M * kk;
+            for (long j = 0; j < M; ++j) d2[j] = eps;
+            for (long a = 0; a < dim; ++a) {
+                const float* q = Q + a * total;
+                const float p = P[a * total + i];
+                for (long j = 0; j < M; ++j) { const float diff = q[j] - p; d2[j] += diff * diff; }
+            }
+            if (kk == 1) {
+                if (norm == 1) for (long j = 0; j < M; ++j) g[j] = fabsf(w[j]);
+                else for (long j = 0; j < M; ++j) g[j] = w[j] * w[j];
+            } else {
+                for (long j = 0; j < M; ++j) {
+                    float s = 0.0f;
+                    for (long c = 0; c < kk; ++c) {
+                        const float v = w[j * kk + c];
+                        s += norm == 1 ? fabsf(v) : v * v;
+                    }
+                    g[j] = s;
+                }
+            }
+            float row = 0.0f, hsum = 0.0f;
+            for (long j = 0; j < M; ++j) {
+                const float r = sqrtf(d2[j]);
+                row += r * g[j];
+                h[j] = g[j] / r * inv;
+                hsum += h[j];
+                d2[j] = r * inv;
+            }
+            sum += row;
+            if (kk == 1 && norm == 1) {
+                for (long j = 0; j < M; ++j)
+                    gw[j] = w[j] > 0.0f ? d2[j] : (w[j] < 0.0f ? -d2[j] : 0.0f);
+            } else if (kk == 1) {
+                for (long j = 0; j < M; ++j) gw[j] = 2.0f * d2[j] * w[j];
+            } else {
+                for (long j = 0; j < M; ++j) {
+                    for (long c = 0; c < kk; ++c) {
+                        const float v = w[j * kk + c];
+                        gw[j * kk + c] = norm == 1
+                            ? (v > 0.0f ? d2[j] : (v < 0.0f ? -d2[j] : 0.0f))
+                            : 2.0f * d2[j] * v;
+                    }
+                }
+            }
+            for (long a = 0; a < dim; ++a) {
+                const float* q = Q + a * total;
+                const float p = P[a * total + i];
+                float* gq = qgrad + a * sum_m + qoff;
+                float acc = 0.0f;
+                for (long j = 0; j < M; ++j) { acc += h[j] * q[j]; gq[j] += h[j] * (q[j] - p); }
+                pgrad[a * sum_n + poff + i] = hsum * p - acc;
+            }
+        }
+        values[l] = (float)(sum * (double)inv);
+        poff += N; qoff += M;
+    }
+}
+
+/* Owner gradients (total, dim) rows = sum over layers of upstream[l] * (its pgrad, qgrad);
+   wgrad[l] *= upstream[l]. */
+void transport_backward(long L, long U, const long* size, long dim, const long* post,
+                        const long* pre, const long* wsize, const float* upstream,
+                        const float* pgrad, const float* qgrad, float** wgrad, float* out) {
+    long total = 0, sum_n = 0, sum_m = 0;
+    long start[64];
+    for (long u = 0; u < U; ++u) { start[u] = total; total += size[u]; }
+    for (long l = 0; l < L; ++l) { sum_n += size[post[l]]; sum_m += size[pre[l]]; }
+    memset(out, 0, sizeof(float) * dim * total);
+    long poff = 0, qoff = 0;
+    for (long l = 0; l < L; ++l) {
+        const long N = size[post[l]], M = size[pre[l]];
+        const float s = upstream[l];
+        for (long a = 0; a < dim; ++a) {
+            float* op = out + start[post[l]] * dim + a;
+            const float* gp = pgrad + a * sum_n + poff;
+            for (long i = 0; i < N; ++i) op[i * dim] += s * gp[i];
+            float* oq = out + start[pre[l]] * dim + a;
+            const float* gq = qgrad + a * sum_m + qoff;
+            for (long j = 0; j < M; ++j) oq[j * dim] += s * gq[j];
+        }
+        float* gw = wgrad[l];
+        for (long e = 0; e < wsize[l]; ++e) gw[e] *= s;
+        poff += N; qoff += M;
+    }
+}
+
+"""
+
+# Compiled with -ffast-math (vector exp/sqrt, reassociated sums) but linked without it, so the
+# library does not switch the whole process to flush-to-zero arithmetic (crtfastmath.o).
+COMPILE_FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC", "-std=c99")
+LINK_FLAGS = ("-shared",)
+MAX_OWNERS = 64  # the C code's fixed table of position tensors
+
+
+def cache_directory() -> Path:
+    root = os.environ.get("TOPO_CACHE_DIR") or Path.home() / ".cache" / "topo"
+    return Path(root) / "native"
+
+
+def _cpu_signature() -> str:
+    try:
+        flags = next(
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return f"{platform.machine()}|{flags}"
+
+
+def _build(compiler: str, target: Path) -> None:
+    """Compile the library into ``target`` atomically (a temp directory beside it, renamed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as build:
+        source, obj, lib = (Path(build) / name for name in ("costs.c", "costs.o", "costs.so"))
+        source.write_text(C_SOURCE)
+        for command in (
+            [compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(obj)],
+            [compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"],
+        ):
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
+        os.replace(lib, target)
+
+
+@cache
+def native_library() -> ctypes.CDLL | None:
+    """The compiled cost library, building it on first use; None if it cannot be had."""
+    if os.environ.get("TOPO_NATIVE_COSTS", "1") == "0":
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.warning("no C compiler found: the spatial costs use the (slower) torch kernels")
+        return None
+    key = hashlib.sha256(
+        "\n".join((C_SOURCE, *COMPILE_FLAGS, *LINK_FLAGS, _cpu_signature())).encode()
+    ).hexdigest()[:16]
+    target = cache_directory() / f"spatial_costs_{key}.so"
+    try:
+        if not target.is_file():
+            _build(compiler, target)
+        library = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        log.warning(
+            "could not build the native spatial costs (%s %s); using the torch kernels",
+            error,
+            detail.decode(errors="replace")[-500:],
+        )
+        return None
+    _declare(library)
+    return library
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    long, pointer = ctypes.c_long, ctypes.c_void_p
+    library.proximity.argtypes = [long, pointer, pointer, long, ctypes.c_float] + [pointer] * 3
+    library.scale_rows.argtypes = [long, pointer, long, pointer, pointer]
+    library.transport.argtypes = [
+        long,
+        long,
+        pointer,
+        pointer,
+        long,
+        pointer,
+        pointer,
+        pointer,
+        pointer,
+        ctypes.c_int,
+        ctypes.c_float,
+    ] + [pointer] * 5
+    library.transport_backward.argtypes = [long, long, pointer, long] + [pointer] * 8
+    for name in ("proximity", "scale_rows", "transport", "transport_backward"):
+        getattr(library, name).restype = None
+
+
+def native_applies(tensors: Sequence[torch.Tensor], owners: int = 1) -> bool:
+    """Whether the C kernels take these tensors: CPU, float32, contiguous, few owners."""
+    return (
+        owners <= MAX_OWNERS
+        and all(
+            t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+            for t in tensors
+        )
+        and native_library() is not None
+    )
+
+
+def _pointers(tensors: Sequence[torch.Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+def _longs(values: Sequence[int]) -> ctypes.Array:
+    return (ctypes.c_long * len(values))(*values)
+
+
+def _claim(ctx) -> None:
+    """Backward scales the saved gradients in place (a copy per tensor would cost more than
+    the kernel), so it may run once per forward."""
+    if getattr(ctx, "claimed", False):
+        raise RuntimeError(
+            "the native spatial costs support one backward per forward (no retain_graph reuse)"
+        )
+    ctx.claimed = True
+
+
+class NativeProximity(torch.autograd.Function):
+    """(L,) proximity costs of L position tensors ``(N_l, dim)`` (float32, CPU)."""
+
+    @staticmethod
+    def forward(ctx, eps: float, *positions: torch.Tensor) -> torch.Tensor:
+        library = native_library()
+        sizes = [p.shape[0] for p in positions]
+        dim, total = positions[0].shape[1], sum(sizes)
+        values = torch.empty(len(positions))
+        grad = torch.empty(total, dim)
+        work = torch.empty(2 * dim * total + 2 * max(sizes))
+        library.proximity(
+            len(positions),
+            _pointers(positions),
+            _longs(sizes),
+            dim,
+            eps,
+            grad.data_ptr(),
+            work.data_ptr(),
+            values.data_ptr(),
+        )
+        ctx.save_for_backward(grad)
+        ctx.sizes = sizes
+        return values
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, upstream: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        _claim(ctx)
+        upstream = upstream.float().contiguous()
+        native_library().scale_rows(
+            len(ctx.sizes),
+            _longs(ctx.sizes),
+            grad.shape[1],
+            upstream.data_ptr(),
+            grad.data_ptr(),
+        )
+        return (None, *grad.split(ctx.sizes))
+
+
+class NativeTransport(torch.autograd.Function):
+    """(L,) transport costs; ``tensors`` = U position tensors then L weights (float32, CPU).
+
+    ``post[l]`` / ``pre[l]`` index the position tensors of layer l and of its predecessor.
+    """
+
+    @staticmethod
+    def forward(ctx, post, pre, norm: str, eps: float, n_positions: int, *tensors):
+        library = native_library()
+        positions, weights = tensors[:n_positions], tensors[n_positions:]
+        sizes = [p.shape[0] for p in positions]
+        dim, total = positions[0].shape[1], sum(sizes)
+        kernel = [w[0, 0].numel() for w in weights]
+        sum_n = sum(sizes[k] for k in post)
+        sum_m = sum(sizes[k] for k in pre)
+        values = torch.empty(len(weights))
+        pgrad, qgrad = torch.empty(dim, sum_n), torch.empty(dim, sum_m)
+        wgrad = [torch.empty_like(w) for w in weights]
+        work = torch.empty(dim * total + 3 * max(sizes[k] for k in pre))
+        library.transport(
+            len(weights),
+            n_positions,
+            _pointers(positions),
+            _longs(sizes),
+            dim,
+            _longs(post),
+            _longs(pre),
+            _pointers(weights),
+            _longs(kernel),
+            1 if norm == "l1" else 2,
+            eps,
+            pgrad.data_ptr(),
+            qgrad.data_ptr(),
+            _pointers(wgrad),
+            work.data_ptr(),
+            values.data_ptr(),
+        )
+        ctx.save_for_backward(pgrad, qgrad, *wgrad)
+        ctx.layout = (sizes, list(post), list(pre), dim, n_positions)
+        return values
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, upstream: torch.Tensor):
+        pgrad, qgrad, *wgrad = ctx.saved_tensors
+        sizes, post, pre, dim, n_positions = ctx.layout
+        _claim(ctx)
+        out = torch.empty(sum(sizes), dim)
+        upstream = upstream.float().contiguous()
+        native_library().transport_backward(
+            len(wgrad),
+            n_positions,
+            _longs(sizes),
+            dim,
+            _longs(post),
+            _longs(pre),
+            _longs([w.numel() for w in wgrad]),
+            upstream.data_ptr(),
+            pgrad.data_ptr(),
+            qgrad.data_ptr(),
+            _pointers(wgrad),
+            out.data_ptr(),
+        )
+        return (None, None, None, None, None, *out.split(sizes), *wgrad)
