@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -39,6 +40,15 @@ class PhysicalParameter:
     doc: str
     domain: str = "real"
     trainable: bool = True
+
+
+class ParameterInfo(NamedTuple):
+    """One row of the parameter tree: a plain tuple, so ``path, value, unit, doc = row`` works."""
+
+    path: str
+    value: float
+    unit: str
+    doc: str
 
 
 def check_value(spec: PhysicalParameter, value: float, path: str) -> float:

@@ -6,21 +6,28 @@
 ON and OFF share OPL and bipolar (§1.7). Physical parameters are addressed by dotted paths
 ``<stage>.<name>`` with stages ``opl``, ``bipolar``, ``on``, ``off`` (ganglion input) and
 ``on_spikes``, ``off_spikes``; as constructor keywords the dot becomes an underscore
-(``opl_sigma_center=0.05``, ``on_i_0=37.0``, ``off_spikes_refr_mu=0.003``).
+(``opl_sigma_center=0.05``, ``on_i_0=37.0``, ``off_spikes_refr_mu=0.003``); each is also an
+attribute (``retina.opl.sigma_center``, a scalar ``nn.Parameter``). ``find`` / ``parameter``
+browse the tree; ``from_preset`` and ``from_virtualretina_xml`` build configured retinas.
 """
 
 from __future__ import annotations
 
+import difflib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.retina.parameters import PhysicalStage
+from topo_models.retina.parameters import ParameterInfo, PhysicalStage
+from topo_models.retina.presets import preset_parameters
 from topo_models.retina.resolution import Resolution
 from topo_models.retina.stages import OPL, Bipolar, GanglionInput, GanglionSpiking
+from topo_models.retina.steady_state import set_steady_state
+from topo_models.retina.virtualretina_xml import read_virtualretina_xml
 
 CHANNELS = ("ON", "OFF")
 
@@ -67,6 +74,35 @@ class Retina(nn.Module):
             )
         self.load_parameters_dict({keywords[k]: v for k, v in physical_parameters.items()})
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides: object) -> Retina:
+        """A retina with preset ``name`` (``presets.PRESETS``) and constructor ``overrides``.
+
+        Physical keywords in ``overrides`` (``on_i_0=50.0``) replace the preset's values; the
+        others (``resolution``, ``spikes``, ``seed``, ``strict_luminance``) pass through.
+        """
+        values = {path.replace(".", "_"): v for path, v in preset_parameters(name).items()}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def from_virtualretina_xml(cls, path: str | Path, **kwargs: object) -> Retina:
+        """A retina with a VirtualRetina file's resolution and parameters (``virtualretina_xml``).
+
+        ``kwargs`` are constructor keywords; physical ones override the file's values. The
+        resolution comes from the file, so passing ``resolution`` is an error.
+        """
+        if "resolution" in kwargs:
+            raise TopoError(
+                "the resolution comes from the VirtualRetina file",
+                file=path,
+                field="resolution",
+                expected="no resolution keyword (edit retina@temporal-step__sec etc.)",
+                found=kwargs["resolution"],
+            )
+        config = read_virtualretina_xml(path)
+        values = {p.replace(".", "_"): v for p, v in config.parameters.items()}
+        return cls(resolution=config.resolution, **{**values, **kwargs})
+
     def stages(self) -> dict[str, PhysicalStage]:
         """Stage name → stage, in processing order."""
         return {
@@ -86,13 +122,37 @@ class Retina(nn.Module):
         """Every physical parameter as ``{"stage.name": value}`` (units: ``describe()``)."""
         return {path: value for path, value, _, _ in self.describe()}
 
-    def describe(self) -> list[tuple[str, float, str, str]]:
+    def describe(self) -> list[ParameterInfo]:
         """(path, value, unit, one-line doc) for every physical parameter."""
         rows = []
         for stage_name, stage in self.stages().items():
             for spec, param in stage.physical_parameters():
-                rows.append((f"{stage_name}.{spec.name}", param.item(), spec.unit, spec.doc))
+                path = f"{stage_name}.{spec.name}"
+                rows.append(ParameterInfo(path, param.item(), spec.unit, spec.doc))
         return rows
+
+    def find(self, text: str) -> list[ParameterInfo]:
+        """Parameters whose path or doc contains ``text`` (case-insensitive), in stage order.
+
+        ``find("tau")`` lists every time constant, ``find("σ")`` every Gaussian width,
+        ``find("on.")`` the ON ganglion input.
+        """
+        needle = str(text).casefold()
+        return [row for row in self.describe() if needle in f"{row.path}\n{row.doc}".casefold()]
+
+    def parameter(self, path: str) -> ParameterInfo:
+        """Value, unit and doc of the parameter at dotted ``path`` (``"opl.sigma_center"``)."""
+        rows = {row.path: row for row in self.describe()}
+        if path not in rows:
+            close = difflib.get_close_matches(str(path), list(rows), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TopoError(
+                f"unknown physical parameter path{hint}",
+                field=str(path),
+                expected=sorted(rows),
+                found=path,
+            )
+        return rows[path]
 
     def load_parameters_dict(self, values: dict[str, float]) -> None:
         """Set parameters from ``{"stage.name": value}``; kernels follow at the next call."""
@@ -114,6 +174,42 @@ class Retina(nn.Module):
         for stage in self.stages().values():
             stage.reset()
 
+    def initialize_steady_state(
+        self,
+        background_luminance: float,
+        height: int,
+        width: int,
+        batch: int = 1,
+        channels: int = 1,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        """Start a new movie as if a uniform screen of ``background_luminance`` had always been on.
+
+        VirtualRetina's initialisation (reference/retina.md §1.9): the OPL, bipolar and ganglion
+        filters get their steady state (``steady_state.py``), so a uniform movie at that
+        luminance gives a constant output from frame 0. The spiking stages are reset (their
+        noise is not a steady state); the next movie must have frames
+        ``(batch, channels, height, width)`` in ``dtype`` (default dtype if None).
+        """
+        self._check_luminance(
+            float(background_luminance), float(background_luminance), "background", stacklevel=3
+        )
+        shape = (int(batch), int(channels), int(height), int(width))
+        if min(shape) < 1:
+            raise TopoError(
+                "the steady-state frame shape must be positive",
+                field="batch, channels, height, width",
+                expected=">= 1 each",
+                found=shape,
+            )
+        self.reset()
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        ganglia = (self.on, self.off)
+        set_steady_state(
+            self.opl, self.bipolar, ganglia, background_luminance, shape, dtype, device
+        )
+
     def _as_video(self, video: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.asarray(video)) if isinstance(video, np.ndarray) else video
         if not isinstance(x, torch.Tensor):
@@ -134,18 +230,23 @@ class Retina(nn.Module):
             )
         if not bool(torch.isfinite(x).all()):
             raise TopoError("the video has NaN or inf values", field="video", expected="finite")
-        top = self.resolution.input_luminance_range
         if x.numel() == 0:
             return x
-        low, high = float(x.min()), float(x.max())
+        self._check_luminance(float(x.min()), float(x.max()), "video")
+        return x
+
+    def _check_luminance(self, low: float, high: float, field: str, stacklevel: int = 4) -> None:
+        """Warn (or raise if ``strict_luminance``) when [low, high] leaves the luminance range."""
+        top = self.resolution.input_luminance_range
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise TopoError("luminance must be finite", field=field, found=f"[{low}, {high}]")
         if low < 0 or high > top:
             message = "luminance outside [0, input_luminance_range]"
             if self.strict_luminance:
                 raise TopoError(
-                    message, field="video", expected=f"[0, {top}]", found=f"[{low}, {high}]"
+                    message, field=field, expected=f"[0, {top}]", found=f"[{low}, {high}]"
                 )
-            warnings.warn(f"{message}: found [{low}, {high}], range {top}", stacklevel=3)
-        return x
+            warnings.warn(f"{message}: found [{low}, {high}], range {top}", stacklevel=stacklevel)
 
     def forward(self, video: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """video: (batch, channels, time, height, width) luminance → named outputs, same shape.
@@ -172,17 +273,39 @@ class Retina(nn.Module):
                 outputs[f"ganglion_input_{name}"] = current
         return outputs
 
-    def run(self, video: torch.Tensor | np.ndarray, chunk: int = 100) -> dict[str, torch.Tensor]:
+    def run(
+        self, video: torch.Tensor | np.ndarray, chunk: int = 100, warmup_frames: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Stream ``video`` through the model ``chunk`` frames at a time, carrying all state.
 
         Outputs are concatenated along time and equal a single call (exactly for the
         deterministic stages and for the seeded spikes). Gradients do not cross chunks.
+
+        ``warmup_frames`` = N first streams N copies of the video's first frame (in chunks, without
+        gradients) and discards their outputs: the result equals running ``[first]*N + video``
+        and dropping the first N frames; it keeps the video's length. The warm-up continues the
+        current state and draws spiking noise like any other frames. For an exactly settled
+        start on a uniform background use ``initialize_steady_state`` instead.
         """
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise TopoError(
-                "chunk is a number of frames", field="chunk", expected=">= 1", found=chunk
-            )
+        for name, value, low in (("chunk", chunk, 1), ("warmup_frames", warmup_frames, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise TopoError(
+                    f"{name} is a number of frames", field=name, expected=f">= {low}", found=value
+                )
         x = self._as_video(video)
+        if warmup_frames:
+            if x.shape[2] == 0:
+                raise TopoError(
+                    "warm-up repeats the first frame of an empty video",
+                    field="warmup_frames",
+                    expected="a video with at least one frame",
+                    found=tuple(x.shape),
+                )
+            first = x[:, :, :1]
+            with torch.no_grad():
+                for start in range(0, warmup_frames, chunk):
+                    n = min(chunk, warmup_frames - start)
+                    self._step(first.expand(-1, -1, n, -1, -1))
         pieces: dict[str, list[torch.Tensor]] = {}
         for part in torch.split(x, chunk, dim=2):
             for key, value in self._step(part).items():
