@@ -141,3 +141,29 @@ def test_bad_inputs_raise_clear_errors():
         retina.load_parameters_dict({"bipolar.nope": 1.0})
     with pytest.raises(TopoError, match="chunk"):
         retina.run(_movie(t=5), chunk=0)
+
+
+def test_parameters_round_trip_through_a_json_file(tmp_path):
+    import json
+
+    from topo_models.retina import Resolution, Retina
+
+    source = Retina(opl_sigma_center=0.08, bipolar_g_leak=42.0, on_i_0=30.0)
+    path = source.save_parameters(tmp_path / "retina.json")
+    saved = json.loads(path.read_text())
+    assert saved["parameters"]["bipolar.g_leak"]["value"] == 42.0
+    assert saved["parameters"]["bipolar.g_leak"]["unit"]  # units travel with the values
+    target = Retina()
+    target.load_parameters(path)
+    assert target.parameters_dict() == source.parameters_dict()
+    other = Retina(resolution=Resolution(steps_per_second=2000.0))
+    with pytest.raises(TopoError, match="another resolution"):
+        other.load_parameters(path)
+    saved["parameters"]["opl.no_such"] = {"value": 1.0}
+    path.write_text(json.dumps(saved))
+    with pytest.raises(TopoError, match="unknown physical parameter") as error:
+        Retina().load_parameters(path)
+    assert "retina.json" in str(error.value)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(TopoError, match="not a retina parameter file"):
+        Retina().load_parameters(tmp_path / "broken.json")

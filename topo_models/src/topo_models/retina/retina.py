@@ -13,7 +13,9 @@ browse the tree; ``from_preset`` and ``from_virtualretina_xml`` build configured
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from topo_models.atomic import atomic_write_bytes
 from topo_models.errors import TopoError
 from topo_models.retina.parameters import ParameterInfo, PhysicalStage
 from topo_models.retina.presets import preset_parameters
@@ -30,6 +33,7 @@ from topo_models.retina.steady_state import set_steady_state
 from topo_models.retina.virtualretina_xml import read_virtualretina_xml
 
 CHANNELS = ("ON", "OFF")
+PARAMETER_FILE_FORMAT = 1
 
 
 class Retina(nn.Module):
@@ -168,6 +172,51 @@ class Retina(nn.Module):
                 )
             stage_name, name = path.split(".", 1)
             stages[stage_name].set_physical(name, value, path)
+
+    def save_parameters(self, path: str | Path) -> Path:
+        """Write every physical parameter to a JSON file, atomically.
+
+        ``{"format": 1, "resolution": {...}, "parameters": {"stage.name": {"value", "unit",
+        "doc"}}}``: readable by ``load_parameters`` and by people.
+        """
+        path = Path(path)
+        payload = {
+            "format": PARAMETER_FILE_FORMAT,
+            "resolution": dataclasses.asdict(self.resolution),
+            "parameters": {
+                row.path: {"value": row.value, "unit": row.unit, "doc": row.doc}
+                for row in self.describe()
+            },
+        }
+        atomic_write_bytes((json.dumps(payload, indent=2) + "\n").encode(), path)
+        return path
+
+    def load_parameters(self, path: str | Path) -> None:
+        """Set the parameters saved by ``save_parameters`` (the resolution must match)."""
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text())
+            values = {key: float(entry["value"]) for key, entry in payload["parameters"].items()}
+            saved_resolution = Resolution(**payload["resolution"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise TopoError(
+                "not a retina parameter file",
+                file=path,
+                expected='JSON written by Retina.save_parameters ("parameters": {path: {value}})',
+                found=f"{type(error).__name__}: {error}",
+            ) from error
+        if saved_resolution != self.resolution:
+            raise TopoError(
+                "the file was saved at another resolution; build the retina with it",
+                file=path,
+                field="resolution",
+                expected=self.resolution,
+                found=saved_resolution,
+            )
+        try:
+            self.load_parameters_dict(values)
+        except TopoError as error:
+            raise TopoError(str(error).splitlines()[0], file=path, field=error.field) from error
 
     def reset(self) -> None:
         """Forget all streaming state (filters, bipolar, LIF and its noise generator)."""
