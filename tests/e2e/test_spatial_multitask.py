@@ -171,3 +171,39 @@ def test_costs_separate_the_positions_of_different_tasks_beyond_the_shuffled_con
     assert (spatial.silhouette > spatial.shuffled_mean + 3 * spatial.shuffled_std).all(), spatial
     assert (spatial.p_value < 0.01).all()
     assert spatial.silhouette.mean() > control.silhouette.mean() + 0.05, (spatial, control)
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
+    import signal
+    import time
+
+    settings = [
+        *QUICK,
+        "trainer.max_epochs=40",
+        "trainer.checkpoint_every=5",
+        "trainer.log_every=5",  # a training-window average restarts at a resumed checkpoint
+        "trainer.val_every_epochs=5",
+        "tracking=none",
+    ]
+    cli("topo_train", [*settings, f"run_dir={tmp_path / 'reference'}"], tmp_path)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "topo_train", *settings, f"run_dir={killed}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (killed / "last.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(killed / "last.pt", weights_only=True)["step"]
+    assert killed_at < 240, "the run finished before it could be killed"
+    cli("topo_train", [*settings, f"run_dir={killed}"], tmp_path)
+    a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)["model"]
+    b = torch.load(killed / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "reference" / "metrics.jsonl").read_text() == (
+        killed / "metrics.jsonl"
+    ).read_text()
