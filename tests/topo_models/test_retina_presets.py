@@ -108,3 +108,15 @@ def test_attribute_paths_reach_the_trainable_parameters():
         param = getattr(getattr(retina, stage), name)
         assert param.item() == value
         assert dict(retina.named_parameters())[path] is param
+
+
+def test_every_stage_keyword_default_is_its_declared_default():
+    """Defaults are declared once (PARAMETERS); the constructors' keywords must not drift."""
+    import inspect
+
+    from topo_models.retina import OPL, Bipolar, GanglionInput, GanglionSpiking
+
+    for stage in (OPL, Bipolar, GanglionInput, GanglionSpiking):
+        signature = inspect.signature(stage.__init__).parameters
+        for spec in stage.PARAMETERS:
+            assert signature[spec.name].default == spec.default, (stage.__name__, spec.name)

@@ -7,6 +7,7 @@ coefficients are recomputed from these values at every call, so loading new valu
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def check_value(spec: PhysicalParameter, value: float, path: str) -> float:
     return number
 
 
-class PhysicalStage(nn.Module):
+class PhysicalStage(nn.Module, metaclass=abc.ABCMeta):
     """Base of a retina stage: registers ``PARAMETERS`` and offers streaming-state hooks.
 
     Subclasses set ``PARAMETERS``, call ``super().__init__(resolution, values)`` with the values
@@ -118,6 +119,6 @@ class PhysicalStage(nn.Module):
         """Parameter ``name`` on ``like``'s device and dtype (differentiable)."""
         return getattr(self, name).to(like)
 
+    @abc.abstractmethod
     def reset(self) -> None:
         """Forget the streaming state (start of a new movie)."""
-        raise NotImplementedError

@@ -12,37 +12,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from topo_models.errors import TopoError
+from topo_models.retina.virtualretina_schema import SPECS
 
+# The model's declared defaults (each stage's PARAMETERS) are human.parvo: one source of truth.
 _PARVO: dict[str, float] = {
-    "opl.sigma_center": 0.05,
-    "opl.tau_center": 0.01,
-    "opl.undershoot_tau": 0.1,
-    "opl.undershoot_weight": 0.8,
-    "opl.sigma_surround": 0.15,
-    "opl.tau_surround": 0.004,
-    "opl.relative_weight": 1.0,
-    "opl.lambda_opl": 10.0,
-    "bipolar.lambda_amp": 0.0,
-    "bipolar.g_leak": 50.0,
-    "bipolar.input_amp": 50.0,
-    "bipolar.tau_adaptation": 0.005,
-    "bipolar.sigma_adaptation": 0.2,
+    f"{stage}.{name}": spec.default
+    for stage, specs in SPECS.items()
+    for name, spec in specs.items()
 }
-for _cell in ("on", "off"):
-    _PARVO.update(
-        {
-            f"{_cell}.transient_tau": 0.02,
-            f"{_cell}.transient_weight": 0.7,
-            f"{_cell}.i_0": 37.0,
-            f"{_cell}.v_0": 0.0,
-            f"{_cell}.lambda_g": 100.0,
-            f"{_cell}.sigma_pool": 0.0,
-            f"{_cell}_spikes.refr_mu": 0.003,
-            f"{_cell}_spikes.refr_sigma": 0.0,
-            f"{_cell}_spikes.noise_sigma": 0.1,
-            f"{_cell}_spikes.g_leak": 50.0,
-        }
-    )
 
 _MAGNO = dict(_PARVO)
 for _cell in ("on", "off"):

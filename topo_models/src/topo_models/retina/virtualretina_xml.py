@@ -71,7 +71,7 @@ class _HasParameters(Protocol):
 
 
 class _DeclarationRefused(Exception):
-    pass
+    """Raised from expat's handlers to stop parsing at a DOCTYPE or entity declaration."""
 
 
 def _refuse_declarations(data: bytes, path: Path) -> None:
