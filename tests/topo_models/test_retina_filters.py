@@ -94,3 +94,44 @@ def test_gaussian_blur_keeps_uniform_frames_with_replicate_padding():
     frame = torch.full((2, 1, 3, 5, 5), 0.3, dtype=torch.float64)
     out = gaussian_blur(frame, torch.tensor(4.0, dtype=torch.float64), 1e-3)
     torch.testing.assert_close(out, frame, rtol=0, atol=1e-14)
+
+
+def _slice_reference(frame: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Replicate-padded separable convolution, written with numpy.pad."""
+    r = len(kernel) // 2
+    padded = np.pad(frame, r, mode="edge")
+    rows = sum(kernel[k] * padded[k : k + frame.shape[0], :] for k in range(len(kernel)))
+    return sum(kernel[k] * rows[:, k : k + frame.shape[1]] for k in range(len(kernel)))
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.5])  # a sliced 5-tap and a 19-tap matrix blur
+def test_blur_equals_replicate_padded_convolution(sigma):
+    from topo_models.retina.filters import separable_blur
+
+    kernel = gaussian_kernel_1d(torch.tensor(sigma, dtype=torch.float64), 1e-3)
+    frames = torch.rand(2, 1, 3, 11, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = separable_blur(frames, kernel)
+    for b in range(2):
+        for t in range(3):
+            expected = _slice_reference(frames[b, 0, t].numpy(), kernel.numpy())
+            np.testing.assert_allclose(out[b, 0, t].numpy(), expected, rtol=0, atol=1e-13)
+
+
+def test_blur_operator_rows_sum_to_one_and_pass_gradients_to_sigma():
+    from topo_models.retina.filters import blur_operator
+
+    sigma = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    matrix = blur_operator(gaussian_kernel_1d(sigma, 1e-3), 9)
+    torch.testing.assert_close(matrix.sum(dim=1), torch.ones(9, dtype=torch.float64))
+    matrix[4, 4].backward()  # a wider Gaussian puts less weight on the centre
+    assert sigma.grad is not None and float(sigma.grad) < 0
+
+
+def test_matrix_blur_is_exactly_chunk_invariant_in_a_video():
+    from topo_models.retina.filters import separable_blur
+
+    kernel = gaussian_kernel_1d(torch.tensor(2.0), 1e-3)
+    video = torch.rand(1, 2, 30, 23, 23, generator=torch.Generator().manual_seed(1))
+    whole = separable_blur(video, kernel)
+    parts = torch.cat([separable_blur(p, kernel) for p in torch.split(video, 7, dim=2)], dim=2)
+    assert torch.equal(whole, parts)

@@ -64,7 +64,8 @@ def first_order_scan(
     The loop runs over time steps only and is vectorised over batch, channels and pixels. It does
     the same floating-point operations per step whatever the chunking, so streamed runs equal
     unchunked runs bit for bit (a closed-form cumulative-product scan would not: its rounding
-    depends on where the chunk starts).
+    depends on where the chunk starts). Without autograd the steps write into one preallocated
+    output (two in-place kernels per step, no final stack); the numbers are the same.
 
     Args:
         x: (batch, channels, time, height, width).
@@ -75,15 +76,31 @@ def first_order_scan(
         y: like ``x``; and the last frame ``y_{T−1}`` (the state for the next chunk).
     """
     _check_video(x)
+    if x.shape[2] == 0:
+        return x.clone(), y0
     bx = b * x
+    if not _needs_graph(bx, a, y0):
+        out = torch.empty_like(bx)
+        y = y0
+        for t in range(x.shape[2]):
+            frame = out[:, :, t]
+            torch.mul(y, a, out=frame)
+            frame.add_(bx[:, :, t])
+            y = frame
+        return out, y.clone()
     y = y0
     frames = []
     for t in range(x.shape[2]):
         y = a * y + bx[:, :, t]
         frames.append(y)
-    if not frames:
-        return x.clone(), y0
     return torch.stack(frames, dim=2), y
+
+
+def _needs_graph(*tensors: object) -> bool:
+    """Whether autograd must record: grad mode on and some input requires grad."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
 def exp_lowpass(
@@ -155,22 +172,48 @@ def gaussian_blur(x: torch.Tensor, sigma_px: torch.Tensor, epsilon: float) -> to
     The kernel sums to 1, so a uniform frame is unchanged (no border darkening).
 
     Args:
-        x: (..., height, width).
+        x: a video (batch, channels, time, height, width) or frames (..., height, width).
         sigma_px: σ in pixels (scalar tensor).
         epsilon: truncation tail of the kernel.
     """
     return separable_blur(x, gaussian_kernel_1d(sigma_px.to(x), epsilon))
 
 
+# Kernels up to this many taps are applied as sums of shifted slices (cheap for 3–5 taps); longer
+# ones as two matrix products per frame.
+SLICE_TAPS = 5
+
+
 def separable_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Blur (..., height, width) with the odd 1-D ``kernel`` along both axes, replicate padding.
 
-    Written as a fixed-order sum of shifted slices rather than ``conv2d``: every output pixel is
-    computed by the same operations whatever the number of frames, so chunked runs stay bit-exact
-    (conv2d picks batch-size-dependent algorithms whose rounding differs).
+    Every frame must be blurred by the same floating-point operations whatever the chunking,
+    so that streamed runs stay bit-exact; ``conv2d`` and batched matrix products both pick
+    batch-size-dependent algorithms whose rounding differs. Short kernels are therefore a
+    fixed-order sum of shifted slices (elementwise, so batch-independent); longer ones are two
+    matrix products with the banded ``blur_operator`` matrices (``M_h @ frame @ M_wᵀ``), applied
+    to one time step at a time so that every product has the same shape in every chunk.
     """
     if kernel.numel() == 1:
         return x
+    kernel = kernel.to(x)
+    if kernel.numel() <= SLICE_TAPS:
+        return _slice_blur(x, kernel)
+    height, width = x.shape[-2:]
+    rows, columns = blur_operator(kernel, height), blur_operator(kernel, width)
+    if x.dim() != 5:
+        return blur_with(x, rows, columns)
+    if _needs_graph(x, kernel):
+        frames = [blur_with(x[:, :, t], rows, columns) for t in range(x.shape[2])]
+        return torch.stack(frames, dim=2) if frames else x.clone()
+    out = torch.empty_like(x)
+    for t in range(x.shape[2]):
+        out[:, :, t] = blur_with(x[:, :, t], rows, columns)
+    return out
+
+
+def _slice_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The blur as a fixed-order sum of shifted slices of the replicate-padded frames."""
     radius = kernel.numel() // 2
     height, width = x.shape[-2:]
     flat = x.reshape(-1, 1, height, width)
@@ -178,3 +221,23 @@ def separable_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     rows = sum(kernel[k] * flat[:, :, k : k + height, :] for k in range(kernel.numel()))
     out = sum(kernel[k] * rows[:, :, :, k : k + width] for k in range(kernel.numel()))
     return out.reshape(x.shape)
+
+
+def blur_operator(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """(size, size) matrix ``M`` with ``M @ column`` = the column blurred by the odd ``kernel``.
+
+    Replicate padding is folded in: taps that fall off an edge add to the edge pixel, so every
+    row sums to the kernel's sum. Built from constant 0/1 shift matrices weighted by the
+    kernel, so gradients reach the kernel (and through it σ).
+    """
+    radius = kernel.numel() // 2
+    rows = torch.arange(size, device=kernel.device)
+    offsets = torch.arange(-radius, radius + 1, device=kernel.device)
+    source = (rows[None, :] + offsets[:, None]).clamp(0, size - 1)  # (taps, size)
+    shifts = F.one_hot(source, size).to(kernel.dtype)  # (taps, size, size): [tap, out, in]
+    return torch.einsum("k,koi->oi", kernel, shifts)
+
+
+def blur_with(x: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``rows @ x @ columnsᵀ`` over the last two dims: a blur with prebuilt operators."""
+    return torch.matmul(torch.matmul(rows, x), columns.mT)

@@ -82,6 +82,10 @@ class PhysicalStage(nn.Module, metaclass=abc.ABCMeta):
     """
 
     PARAMETERS: tuple[PhysicalParameter, ...] = ()
+    # Attributes holding the streaming state (tensors, or None before the first chunk) and, of
+    # those, the ones that are plain integer counters.
+    STATE: tuple[str, ...] = ()
+    COUNTERS: tuple[str, ...] = ()
 
     def __init__(self, resolution: Resolution | None, values: Mapping[str, float]) -> None:
         super().__init__()
@@ -118,6 +122,36 @@ class PhysicalStage(nn.Module, metaclass=abc.ABCMeta):
     def value(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Parameter ``name`` on ``like``'s device and dtype (differentiable)."""
         return getattr(self, name).to(like)
+
+    def streaming_state(self) -> dict[str, torch.Tensor]:
+        """The ``STATE`` attributes that are set, as detached copies (counters as 0-d int64)."""
+        state = {}
+        for name in self.STATE:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in self.COUNTERS:
+                state[name] = torch.tensor(int(value), dtype=torch.int64)
+            else:
+                state[name] = value.detach().clone()
+        return state
+
+    def load_streaming_state(self, state: Mapping[str, torch.Tensor], prefix: str = "") -> None:
+        """Start from ``state`` (as ``streaming_state`` returns it); absent keys start fresh."""
+        unknown = sorted(set(state) - set(self.STATE))
+        if unknown:
+            raise TopoError(
+                "unknown streaming-state entry",
+                field=", ".join(prefix + name for name in unknown),
+                expected=[prefix + name for name in self.STATE],
+                found=unknown,
+            )
+        self.reset()
+        for name, value in state.items():
+            if name in self.COUNTERS:
+                setattr(self, name, int(value))
+            else:
+                setattr(self, name, torch.as_tensor(value).detach().clone())
 
     @abc.abstractmethod
     def reset(self) -> None:

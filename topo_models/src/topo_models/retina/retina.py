@@ -219,9 +219,40 @@ class Retina(nn.Module):
             raise TopoError(str(error).splitlines()[0], file=path, field=error.field) from error
 
     def reset(self) -> None:
-        """Forget all streaming state (filters, bipolar, LIF and its noise generator)."""
+        """Forget all streaming state (filters, bipolar, LIF and its noise position)."""
         for stage in self.stages().values():
             stage.reset()
+
+    def streaming_state(self) -> dict[str, torch.Tensor]:
+        """Everything a movie carries between chunks, as ``{"stage.attribute": tensor}``.
+
+        Filter and bipolar frames, the LIF potentials and refractory counts, and the spiking
+        noise position (``on_spikes.step``): save it with ``torch.save`` and pass it to
+        ``load_streaming_state`` to continue the movie later, bit for bit as if never stopped.
+        Parameters are not included (``parameters_dict`` / ``save_parameters``).
+        """
+        return {
+            f"{stage_name}.{key}": value
+            for stage_name, stage in self.stages().items()
+            for key, value in stage.streaming_state().items()
+        }
+
+    def load_streaming_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue the movie whose ``streaming_state()`` this is (stages absent start fresh)."""
+        stages = self.stages()
+        grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in stages}
+        for key, value in state.items():
+            stage_name, _, attribute = str(key).partition(".")
+            if stage_name not in stages or not attribute:
+                raise TopoError(
+                    "unknown streaming-state entry",
+                    field=str(key),
+                    expected=sorted(f"{n}.{a}" for n, st in stages.items() for a in st.STATE),
+                    found=key,
+                )
+            grouped[stage_name][attribute] = value
+        for stage_name, stage in stages.items():
+            stage.load_streaming_state(grouped[stage_name], prefix=f"{stage_name}.")
 
     def initialize_steady_state(
         self,

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from topo_models.errors import TopoError
 from topo_models.retina.filters import (
+    SLICE_TAPS,
+    blur_operator,
+    blur_with,
     decay_factor,
     exp_highpass,
     exp_lowpass,
@@ -66,6 +70,8 @@ class OPL(PhysicalStage):
     ) -> None:
         super().__init__(resolution, dict(locals()))
         self.reset()
+
+    STATE = ("center_state", "undershoot_state", "surround_state")
 
     def reset(self) -> None:
         self.center_state: torch.Tensor | None = None
@@ -132,6 +138,8 @@ class Bipolar(PhysicalStage):
         super().__init__(resolution, dict(locals()))
         self.reset()
 
+    STATE = ("v", "q", "g_a")
+
     def reset(self) -> None:
         self.v: torch.Tensor | None = None
         self.q: torch.Tensor | None = None
@@ -147,18 +155,33 @@ class Bipolar(PhysicalStage):
         g_leak, lam = self.value("g_leak", x), self.value("lambda_amp", x)
         drive = self.value("input_amp", x) * x
         e_a = decay_factor(self.value("tau_adaptation", x), dt)
+        feed = (1.0 - e_a) * lam
         sigma_px = self.value("sigma_adaptation", x) * res.pixels_per_degree
-        kernel = gaussian_kernel_1d(sigma_px, res.filter_epsilon)
+        blur = _frame_blur(gaussian_kernel_1d(sigma_px, res.filter_epsilon), x)
         frames = []
         for t in range(x.shape[2]):
             g = g_leak + g_a
             target = drive[:, :, t] / g
             v = target + (v - target) * torch.exp(-dt * g)
-            q = e_a * q + (1.0 - e_a) * lam * v**2
-            g_a = separable_blur(q, kernel)
+            q = e_a * q + feed * v**2
+            g_a = blur(q)
             frames.append(v)
         self.v, self.q, self.g_a = _detach(v), _detach(q), _detach(g_a)
         return torch.stack(frames, dim=2) if frames else x.clone()
+
+
+def _frame_blur(kernel: torch.Tensor, like: torch.Tensor):
+    """A function blurring one (batch, channels, height, width) frame of ``like`` by ``kernel``.
+
+    Long kernels get their two ``blur_operator`` matrices built once per chunk instead of at
+    every time step; the operations per frame are those of ``separable_blur``.
+    """
+    kernel = kernel.to(like)
+    if kernel.numel() <= SLICE_TAPS:
+        return lambda frame: separable_blur(frame, kernel)
+    rows = blur_operator(kernel, like.shape[-2])
+    columns = blur_operator(kernel, like.shape[-1])
+    return lambda frame: blur_with(frame, rows, columns)
 
 
 def ganglion_nonlinearity(
@@ -213,6 +236,8 @@ class GanglionInput(PhysicalStage):
         self.sign = float(sign)
         self.reset()
 
+    STATE = ("transient_state",)
+
     def reset(self) -> None:
         self.transient_state: torch.Tensor | None = None
         self.transient_signal: torch.Tensor | None = None
@@ -244,10 +269,17 @@ class GanglionSpiking(PhysicalStage):
     ``e = exp(−g_L·dt)``, so the stationary std ``σ_V/√2`` does not depend on the frame rate);
     threshold 1, reset 0, V clamped to 0 while refractory; refractory periods are drawn in
     seconds, ``N(refr_mu, refr_sigma)``, and converted to steps with the resolution. Not
-    differentiable: the input is detached. Noise comes from a ``torch.Generator`` seeded with
-    ``seed``; two normal draws per step and pixel are always made, so a chunked run draws the
-    same numbers as an unchunked one. Initial state: ``V ~ 0.5 + 0.2·U[0, 1)``, every unit
-    refractory for ``refr_mu`` (as the original).
+    differentiable: the input is detached.
+
+    Noise is a pure function of ``(seed, time step)``: the normal draws of each step and pixel
+    (one for the membrane; a second for the refractory period only when ``refr_sigma > 0``, the
+    draws being the costliest part of the stage) come in blocks of steps, each block from its
+    own generator seeded by ``(seed, block index)``.
+    A chunked run therefore draws the same numbers as an unchunked one, and a resumed run
+    (``load_streaming_state``) the same as an uninterrupted one, while the draws of a whole
+    chunk are made in a few calls instead of two per step. Initial state: ``V ~ 0.5 + 0.2·U[0,
+    1)`` from the generator of ``(seed, 0)``, every unit refractory for ``refr_mu`` (as the
+    original).
     """
 
     PARAMETERS = (
@@ -256,6 +288,11 @@ class GanglionSpiking(PhysicalStage):
         PhysicalParameter("noise_sigma", 0.1, "V", "membrane noise σ_V", "nonnegative", False),
         PhysicalParameter("g_leak", 50.0, "Hz", "leak conductance g_L", "positive", False),
     )
+    STATE = ("v", "refractory_steps", "step")
+    COUNTERS = ("step",)
+    # Normal numbers drawn per noise block (8 MiB in float32); a block spans
+    # NOISE_BLOCK_NUMBERS // (draws per step · frame size) steps.
+    NOISE_BLOCK_NUMBERS = 2**21
 
     def __init__(
         self,
@@ -274,41 +311,90 @@ class GanglionSpiking(PhysicalStage):
     def reset(self) -> None:
         self.v: torch.Tensor | None = None
         self.refractory_steps: torch.Tensor | None = None
-        self.generator: torch.Generator | None = None
+        self.step = 0  # time steps simulated since the start of the movie
+        self._noise_block: tuple[int, torch.Tensor] | None = None
+
+    def _generator(self, key: int, device: torch.device) -> torch.Generator:
+        """The generator of stream ``key`` (0: initial V, b + 1: noise block b) of this seed."""
+        words = np.random.SeedSequence([self.seed & (2**63 - 1), key]).generate_state(2)
+        generator = torch.Generator(device=device)
+        generator.manual_seed((int(words[0]) << 32 | int(words[1])) & (2**63 - 1))
+        return generator
 
     def _start(self, frame: torch.Tensor) -> None:
-        self.generator = torch.Generator(device=frame.device)
-        self.generator.manual_seed(self.seed)
-        uniform = torch.rand(
-            frame.shape, generator=self.generator, device=frame.device, dtype=frame.dtype
-        )
+        generator = self._generator(0, frame.device)
+        uniform = torch.rand(frame.shape, generator=generator, device=frame.device, dtype=frame.dtype)
         self.v = 0.5 + 0.2 * uniform
         steps = self.resolution.sec_to_steps(float(self.refr_mu))
         self.refractory_steps = torch.full_like(frame, steps)
 
+    def draws_per_step(self) -> int:
+        """Normal draws per pixel and step: 2 with random refractory periods, else 1."""
+        return 2 if float(self.refr_sigma) > 0.0 else 1
+
+    def block_steps(self, frame: torch.Tensor) -> int:
+        """Time steps per noise block for frames like ``frame``."""
+        return max(1, self.NOISE_BLOCK_NUMBERS // (self.draws_per_step() * frame.numel()))
+
+    def noise(self, start: int, steps: int, frame: torch.Tensor) -> torch.Tensor:
+        """(steps, draws, *frame.shape) normal draws of steps ``start … start + steps − 1``.
+
+        ``[:, 0]`` drives the membrane, ``[:, 1]`` (if ``draws_per_step() == 2``) the
+        refractory periods.
+        """
+        per_block = self.block_steps(frame)
+        pieces = []
+        t = start
+        while t < start + steps:
+            block, offset = divmod(t, per_block)
+            take = min(per_block - offset, start + steps - t)
+            pieces.append(self._block(block, per_block, frame)[offset : offset + take])
+            t += take
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def _block(self, index: int, per_block: int, frame: torch.Tensor) -> torch.Tensor:
+        cached = self._noise_block
+        shape = (per_block, self.draws_per_step(), *frame.shape)
+        if cached is not None and cached[0] == index and cached[1].shape == shape:
+            if cached[1].dtype == frame.dtype and cached[1].device == frame.device:
+                return cached[1]
+        generator = self._generator(index + 1, frame.device)
+        block = torch.randn(shape, generator=generator, device=frame.device, dtype=frame.dtype)
+        self._noise_block = (index, block)
+        return block
+
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """current: (batch, channels, time, height, width) in Hz → spikes as 0/1 of its dtype."""
         x = current.detach()
+        steps = x.shape[2]
+        if steps == 0:
+            return x.clone()
         if self.v is None:
             self._start(x[:, :, 0])
-        v = initial_state(self.v, x, "spiking.v")
-        refr = initial_state(self.refractory_steps, x, "spiking.refractory_steps")
+        v = initial_state(self.v, x, "spiking.v").clone()
+        refr = initial_state(self.refractory_steps, x, "spiking.refractory_steps").clone()
         g_l = float(self.g_leak)
         e = math.exp(-g_l * self.resolution.dt)
         noise_scale = float(self.noise_sigma) * math.sqrt((1.0 - e * e) / 2.0)
         refr_mu = self.resolution.sec_to_steps(float(self.refr_mu))
         refr_sigma = self.resolution.sec_to_steps(float(self.refr_sigma))
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        spikes = []
-        for t in range(x.shape[2]):
-            xi = torch.randn(v.shape, generator=self.generator, device=x.device, dtype=x.dtype)
-            xi_refr = torch.randn(v.shape, generator=self.generator, device=x.device, dtype=x.dtype)
-            v = v * e + (x[:, :, t] / g_l) * (1.0 - e) + noise_scale * xi
-            refr = refr - 1.0
-            v = torch.where(refr >= 0.5, zero, v)
+        noise = self.noise(self.step, steps, x[:, :, 0]).movedim(0, 3)  # (draws, B, C, T, H, W)
+        drive = torch.add(x * ((1.0 - e) / g_l), noise[0], alpha=noise_scale)
+        if noise.shape[0] == 2:
+            refractory_draws = (refr_mu + refr_sigma * noise[1]).clamp(min=0.0)
+        else:  # every period is refr_mu: no draws, and a scalar in the loop
+            refractory_draws = None
+            fixed_period = torch.tensor(max(refr_mu, 0.0), dtype=x.dtype, device=x.device)
+        spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+        for t in range(steps):
+            v.mul_(e).add_(drive[:, :, t])
+            refr.sub_(1.0).clamp_(min=0.0)
+            v.masked_fill_(refr >= 0.5, 0.0)
             spike = v > 1.0
-            refr = torch.where(spike, refr_mu + refr_sigma * xi_refr, refr).clamp(min=0.0)
-            v = torch.where(spike, zero, v)
-            spikes.append(spike.to(x.dtype))
+            spikes[:, :, t] = spike
+            period = fixed_period if refractory_draws is None else refractory_draws[:, :, t]
+            refr = torch.where(spike, period, refr)
+            v.masked_fill_(spike, 0.0)
         self.v, self.refractory_steps = v, refr
-        return torch.stack(spikes, dim=2) if spikes else x.clone()
+        self.step += steps
+        return spikes.to(x.dtype)
