@@ -280,3 +280,18 @@ def test_stimulus_windows_use_numpy_default_rng_noise_too():
     expected = np.stack([centred[idx - lag].mean(0) for lag in range(3)])
     np.testing.assert_allclose(sta.numpy(), expected, atol=1e-5)
     assert sta.dtype == torch.float32
+
+
+def test_whole_frame_kernels_take_the_conv1d_path_with_conv3d_numbers():
+    import torch.nn.functional as F
+
+    from topo_models.retina.linear_filters import causal_conv3d
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 2, 9, 4, 5, generator=gen, dtype=torch.float64)
+    kernel = torch.randn(3, 2, 4, 4, 5, generator=gen, dtype=torch.float64)
+    history = torch.randn(2, 2, 3, 4, 5, generator=gen, dtype=torch.float64)
+    reference = F.conv3d(torch.cat([history, x], dim=2), kernel.flip(2))
+    out = causal_conv3d(x, kernel, history, "valid")
+    assert out.shape == (2, 3, 9, 1, 1)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)

@@ -46,10 +46,12 @@ def parameter_groups(model: nn.Module, weight_decay_on_norm: bool) -> list[dict[
         id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()
     }
     params = [p for p in model.parameters() if p.requires_grad]
-    return [
+    groups = [
         {"params": [p for p in params if id(p) not in norm_ids]},
         {"params": [p for p in params if id(p) in norm_ids], "weight_decay": 0.0},
     ]
+    # LBFGS takes exactly one group: a model without norm layers gives it one
+    return [group for group in groups if group["params"]] or groups[:1]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -63,6 +65,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Mapping):
         return {key: to_device(value, device) for key, value in batch.items()}
     return batch
+
+
+def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Optimisers whose ``step`` must re-evaluate the loss (``step(closure)``): LBFGS."""
+    return isinstance(optimizer, torch.optim.LBFGS)
 
 
 def is_plateau(scheduler: Any) -> bool:
@@ -121,7 +128,9 @@ class Trainer:
         self.device = device
         self.context = context
         self.checkpoint_extra = checkpoint_extra
-        self.use_amp = settings.amp and device.type == "cuda"
+        # LBFGS re-evaluates the loss inside step(closure); GradScaler cannot follow that
+        self.uses_closure = uses_closure(optimizer)
+        self.use_amp = settings.amp and device.type == "cuda" and not self.uses_closure
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
         self.stopper = (
@@ -212,11 +221,7 @@ class Trainer:
             stream.write(json.dumps({"step": self.step, **metrics}) + "\n")
 
     # -- the loop --------------------------------------------------------------------------
-    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        self.model.train()
-        batch = to_device(batch, self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            loss, metrics = self.objective(self.model, batch)
+    def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise TopoError(
                 "the loss is not finite; the last checkpoint is kept. Lower the learning rate "
@@ -225,6 +230,37 @@ class Trainer:
                 field=f"step {self.step + 1}",
                 found=float(loss),
             )
+
+    def _closure_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One step of a closure optimiser (LBFGS): it evaluates loss and gradients itself,
+        as often as its line search needs; the metrics are those of its first evaluation."""
+        first: list[dict[str, torch.Tensor]] = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, metrics = self.objective(self.model, batch)
+            self._check_finite(loss)
+            loss.backward()
+            if self.settings.grad_clip_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
+            if not first:
+                first.append(metrics)
+            return loss
+
+        self.optimizer.step(closure)
+        if not is_plateau(self.scheduler):
+            self.scheduler.step()
+        self.step += 1
+        return first[0]
+
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        self.model.train()
+        batch = to_device(batch, self.device)
+        if self.uses_closure:
+            return self._closure_step(batch)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            loss, metrics = self.objective(self.model, batch)
+        self._check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.settings.grad_clip_norm is not None:

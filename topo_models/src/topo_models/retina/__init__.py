@@ -13,6 +13,8 @@ from topo_models.retina.ln import (
     SeparableFilter3d,
     SeparableLN,
     StaticNonlinearity,
+    cell_ln,
+    memory_frames,
 )
 from topo_models.retina.parameters import ParameterInfo, PhysicalParameter, PhysicalStage
 from topo_models.retina.presets import PRESETS, preset_parameters
@@ -49,7 +51,9 @@ __all__ = [
     "SeparableLN",
     "StaticNonlinearity",
     "VirtualRetinaConfig",
+    "cell_ln",
     "ganglion_nonlinearity",
+    "memory_frames",
     "preset_parameters",
     "read_virtualretina_xml",
     "spike_triggered_average",

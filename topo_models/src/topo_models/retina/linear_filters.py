@@ -71,7 +71,21 @@ def causal_conv3d(
         pad = ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2, 0, 0)
         padded = F.pad(padded, pad, mode="replicate")
     # conv3d correlates: flipping the time axis turns lag-indexed taps into a causal filter
+    if spatial_padding == "valid" and tuple(padded.shape[-2:]) == (kh, kw):
+        return _whole_frame_conv(padded, kernel.flip(2))
     return F.conv3d(padded, kernel.flip(2))
+
+
+def _whole_frame_conv(padded: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """``conv3d`` for a kernel as large as the frame (one cell per channel), as a ``conv1d``.
+
+    With nothing to slide over in space, every pixel is a channel of a 1-D convolution in time;
+    CPU conv3d is several times slower on this shape. Returns (batch, out, time, 1, 1).
+    """
+    batch, channels, steps = padded.shape[:3]
+    signal = padded.permute(0, 1, 3, 4, 2).reshape(batch, -1, steps)
+    weight = flipped.permute(0, 1, 3, 4, 2).reshape(flipped.shape[0], -1, flipped.shape[2])
+    return F.conv1d(signal, weight)[..., None, None]
 
 
 class StreamingModule(nn.Module):

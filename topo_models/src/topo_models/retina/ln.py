@@ -174,3 +174,57 @@ class LNCascade(StreamingModule):
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video: (batch, in, time, height, width) → rates (batch, out, time, H'', W'')."""
         return self.stage2(self.stage1(video))
+
+
+def cell_ln(
+    frames: int = 12,
+    height: int | None = None,
+    width: int | None = None,
+    cells: int | None = None,
+    separable: bool = False,
+    nonlinearity: str = "softplus",
+    init: str = "random",
+    seed: int = 0,
+    time_padding: str = "zeros",
+) -> LN:
+    """An LN model of ``cells`` recorded cells, each seeing the whole ``height × width`` stimulus.
+
+    The config-facing constructor of ``model=retina_ln``: the kernel is ``(frames, height,
+    width)`` with ``"valid"`` padding, so the output ``(batch, cells, time, 1, 1)`` holds one
+    rate per cell and frame. ``height``, ``width`` and ``cells`` left None are filled from the
+    data by ``topo_train`` (``model_config_values``).
+    """
+    for name, value in (("height", height), ("width", width), ("cells", cells)):
+        if value is None:
+            raise TopoError(
+                f"cell_ln needs the stimulus {name}",
+                field=name,
+                expected="an integer (topo_train fills it from the data)",
+                found=None,
+            )
+    model_type = SeparableLN if separable else LN
+    return model_type(
+        (frames, height, width),
+        nonlinearity=nonlinearity,
+        init=init,
+        seed=seed,
+        out_channels=cells,
+        time_padding=time_padding,
+    )
+
+
+def memory_frames(model: nn.Module) -> int:
+    """How many frames of input one output frame depends on (1 + the summed filter lags).
+
+    ``LN``: kt; ``LNCascade``: kt₁ + kt₂ − 1. A fit scores a window only after this many
+    frames of context, so that no scored output sees the zeros before a window's first frame.
+    """
+    filters = [m for m in model.modules() if isinstance(m, StreamingFilter)]
+    if not filters:
+        raise TopoError(
+            "not a streaming LN-family model",
+            field="model",
+            expected="LN, SeparableLN or LNCascade",
+            found=type(model).__name__,
+        )
+    return 1 + sum(f.kernel_shape[0] - 1 for f in filters)
