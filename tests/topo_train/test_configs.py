@@ -24,11 +24,11 @@ GROUPS = {
         "track",
     )
 }
-TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss not in ("poisson", "spatial_costs")]
+TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss not in ("poisson", "spatial_costs", "retina_poisson")]
 # families whose units are not placed on a TDANN sheet (predictive neurons bring their cortical
 # coordinates, spatial multi-task networks learn their positions)
 PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln")
-SHEETLESS_EXPERIMENTS = (*PREDICTIVE_EXPERIMENTS, "spatial_multitask")
+SHEETLESS_EXPERIMENTS = (*PREDICTIVE_EXPERIMENTS, "spatial_multitask", "retina_fit")
 
 
 @pytest.mark.parametrize(
