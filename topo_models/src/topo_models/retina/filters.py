@@ -79,7 +79,7 @@ def first_order_scan(
     if x.shape[2] == 0:
         return x.clone(), y0
     bx = b * x
-    if not _needs_graph(bx, a, y0):
+    if not needs_graph(bx, a, y0):
         out = torch.empty_like(bx)
         y = y0
         for t in range(x.shape[2]):
@@ -96,7 +96,7 @@ def first_order_scan(
     return torch.stack(frames, dim=2), y
 
 
-def _needs_graph(*tensors: object) -> bool:
+def needs_graph(*tensors: object) -> bool:
     """Whether autograd must record: grad mode on and some input requires grad."""
     if not torch.is_grad_enabled():
         return False
@@ -203,7 +203,7 @@ def separable_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     rows, columns = blur_operator(kernel, height), blur_operator(kernel, width)
     if x.dim() != 5:
         return blur_with(x, rows, columns)
-    if _needs_graph(x, kernel):
+    if needs_graph(x, kernel):
         frames = [blur_with(x[:, :, t], rows, columns) for t in range(x.shape[2])]
         return torch.stack(frames, dim=2) if frames else x.clone()
     out = torch.empty_like(x)

@@ -19,6 +19,7 @@ from topo_models.retina.filters import (
     SLICE_TAPS,
     blur_operator,
     blur_with,
+    needs_graph,
     decay_factor,
     exp_highpass,
     exp_lowpass,
@@ -158,6 +159,8 @@ class Bipolar(PhysicalStage):
         feed = (1.0 - e_a) * lam
         sigma_px = self.value("sigma_adaptation", x) * res.pixels_per_degree
         blur = _frame_blur(gaussian_kernel_1d(sigma_px, res.filter_epsilon), x)
+        if x.shape[2] and not needs_graph(drive, g_leak, feed, e_a, sigma_px):
+            return self._forward_in_place(drive, v, q, g_a, g_leak, e_a, feed, blur, dt)
         frames = []
         for t in range(x.shape[2]):
             g = g_leak + g_a
@@ -168,6 +171,27 @@ class Bipolar(PhysicalStage):
             frames.append(v)
         self.v, self.q, self.g_a = _detach(v), _detach(q), _detach(g_a)
         return torch.stack(frames, dim=2) if frames else x.clone()
+
+
+    def _forward_in_place(self, drive, v, q, g_a, g_leak, e_a, feed, blur, dt) -> torch.Tensor:
+        """``forward``'s loop without autograd: the same operations in the same order, written
+        into preallocated frames (the potentials straight into the output)."""
+        out = torch.empty_like(drive)
+        g, target, decay, squared = (torch.empty_like(v) for _ in range(4))
+        q = q.clone()
+        for t in range(drive.shape[2]):
+            torch.add(g_a, g_leak, out=g)  # g_leak + g_a
+            torch.div(drive[:, :, t], g, out=target)
+            torch.mul(g, -dt, out=decay).exp_()
+            frame = out[:, :, t]
+            torch.sub(v, target, out=frame).mul_(decay).add_(target)  # target + (v − target)·e
+            v = frame
+            q.mul_(e_a)
+            torch.mul(v, v, out=squared).mul_(feed)
+            q.add_(squared)
+            g_a = blur(q)
+        self.v, self.q, self.g_a = v.clone(), q, g_a
+        return out
 
 
 def _frame_blur(kernel: torch.Tensor, like: torch.Tensor):
