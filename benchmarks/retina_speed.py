@@ -16,6 +16,7 @@ Run: ``python benchmarks/retina_speed.py`` (about a minute on 2 cores).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from topo_models.retina import Retina
-from topo_models.retina.filters import decay_factor, gaussian_kernel_1d
+from topo_models.retina.filters import gaussian_kernel_1d
 from topo_models.retina.stages import ganglion_nonlinearity
 
 
@@ -181,11 +182,19 @@ def check_agreement(video: torch.Tensor, variant: str, seed: int) -> None:
             assert equal > 0.999
 
 
+def streamed_run(retina: Retina, video: torch.Tensor, chunk: int) -> None:
+    """The movie from a fresh start, streamed ``chunk`` frames at a time."""
+    retina.reset()
+    retina.run(video, chunk=chunk)
+
+
 def frames_per_second(run, frames: int, repeats: int = 3) -> float:
+    """Frames per second of the fastest of ``repeats`` calls of ``run`` (without autograd)."""
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        run()
+        with torch.no_grad():
+            run()
         best = min(best, time.perf_counter() - start)
     return frames / best
 
@@ -205,20 +214,14 @@ def main() -> None:
             torch.set_num_threads(threads)
             short = video[:, :, : args.baseline_frames]
 
-            def baseline_run() -> None:
-                with torch.no_grad():
-                    per_frame_run(retina, short)
-
-            base = frames_per_second(baseline_run, args.baseline_frames, repeats=1)
+            base = frames_per_second(
+                functools.partial(per_frame_run, retina, short), args.baseline_frames, repeats=1
+            )
             print(f"per-frame baseline, {threads} thread(s): {base:.0f} frames/s")
             for chunk in args.chunks:
-
-                def streamed() -> None:
-                    retina.reset()
-                    with torch.no_grad():
-                        retina.run(video, chunk=chunk)
-
-                fps = frames_per_second(streamed, args.frames)
+                fps = frames_per_second(
+                    functools.partial(streamed_run, retina, video, chunk), args.frames
+                )
                 best = max(best, fps)
                 print(
                     f"Retina.run chunk={chunk}, {threads} thread(s): {fps:.0f} frames/s "

@@ -17,8 +17,12 @@ def test_the_default_fit_recovers_the_planted_cells_and_is_tracked(tmp_path, iso
     run_dir = tmp_path / "fit"
     cli(
         "topo_train",
-        ["experiment=retina_fit", f"run_dir={run_dir}", "trainer.max_steps=12",
-         "trainer.progress=false"],
+        [
+            "experiment=retina_fit",
+            f"run_dir={run_dir}",
+            "trainer.max_steps=12",
+            "trainer.progress=false",
+        ],
         tmp_path,
     )
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -84,7 +84,9 @@ def test_simulation_is_seeded_and_counts_follow_the_planted_rates():
     a = simulate_recording(frames=3000, height=6, width=6, cells=2, kernel_frames=5, seed=4)
     b = simulate_recording(frames=3000, height=6, width=6, cells=2, kernel_frames=5, seed=4)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    np.testing.assert_allclose(np.linalg.norm(a["true_kernels"].reshape(2, -1), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.linalg.norm(a["true_kernels"].reshape(2, -1), axis=1), 1.0, rtol=1e-6
+    )
     assert set(np.unique(a["stimulus"])) == {0.25, 0.75}
     drive = causal_drive(a["stimulus"].astype(np.float64), a["true_kernels"].astype(np.float64))
     rates = np.logaddexp(0.0, a["true_gain"] * drive + a["true_offset"])
@@ -97,10 +99,19 @@ def test_simulation_is_seeded_and_counts_follow_the_planted_rates():
 
 
 def test_the_simulated_default_is_written_once(tmp_path):
-    data = RetinaResponseData(root=str(tmp_path), simulation={"frames": 1200, "height": 5, "width": 5})
-    assert data.path.parent == tmp_path and data.ground_truth()["true_kernels"].shape == (4, 12, 5, 5)
+    data = RetinaResponseData(
+        root=str(tmp_path), simulation={"frames": 1200, "height": 5, "width": 5}
+    )
+    assert data.path.parent == tmp_path and data.ground_truth()["true_kernels"].shape == (
+        4,
+        12,
+        5,
+        5,
+    )
     stamp = data.path.stat().st_mtime_ns
-    again = RetinaResponseData(root=str(tmp_path), simulation={"frames": 1200, "height": 5, "width": 5})
+    again = RetinaResponseData(
+        root=str(tmp_path), simulation={"frames": 1200, "height": 5, "width": 5}
+    )
     assert again.path == data.path and again.path.stat().st_mtime_ns == stamp
 
 

@@ -109,7 +109,9 @@ def test_blur_equals_replicate_padded_convolution(sigma):
     from topo_models.retina.filters import separable_blur
 
     kernel = gaussian_kernel_1d(torch.tensor(sigma, dtype=torch.float64), 1e-3)
-    frames = torch.rand(2, 1, 3, 11, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    frames = torch.rand(
+        2, 1, 3, 11, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
     out = separable_blur(frames, kernel)
     for b in range(2):
         for t in range(3):

@@ -60,7 +60,7 @@ def test_lbfgs_fit_recovers_the_planted_kernels(tmp_path, compose_train):
     losses = [m["loss/poisson"] for m in _metrics(tmp_path / "run") if "loss/poisson" in m]
     assert len(losses) == 8
     # the strong-Wolfe line search never accepts a step that raises the loss
-    assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:]))
+    assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:], strict=False))
     saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert saved["model_config"]["cells"] == 2 and saved["model_config"]["height"] == 6
 

@@ -42,9 +42,7 @@ class RetinaBatch(NamedTuple):
     responses: torch.Tensor
 
 
-def planted_kernels(
-    cells: int, frames: int, height: int, width: int, seed: int
-) -> np.ndarray:
+def planted_kernels(cells: int, frames: int, height: int, width: int, seed: int) -> np.ndarray:
     """(cells, frames, height, width) LN kernels: DoG in space × biphasic filter in time.
 
     ``kernel[n, lag, i, j]`` weights the frame ``lag`` steps back at pixel (i, j). Centres are
@@ -165,29 +163,41 @@ def read_recording(path: str | Path) -> dict[str, np.ndarray]:
     for key in REQUIRED:
         if key not in arrays:
             raise TopoDataError(
-                "the recording lacks an array", file=path, field=key, expected=list(REQUIRED),
+                "the recording lacks an array",
+                file=path,
+                field=key,
+                expected=list(REQUIRED),
                 found=sorted(arrays),
             )
     stimulus, responses = arrays["stimulus"], arrays["responses"]
     if stimulus.ndim != 3:
         raise TopoDataError(
-            "the stimulus is a movie", file=path, field="stimulus",
-            expected="(time, height, width)", found=stimulus.shape,
+            "the stimulus is a movie",
+            file=path,
+            field="stimulus",
+            expected="(time, height, width)",
+            found=stimulus.shape,
         )
     if responses.ndim == 1:
         arrays["responses"] = responses = responses[:, None]
     if responses.ndim != 2 or len(responses) != len(stimulus):
         raise TopoDataError(
-            "responses are counts per frame and cell", file=path, field="responses",
-            expected=f"({len(stimulus)}, cells)", found=responses.shape,
+            "responses are counts per frame and cell",
+            file=path,
+            field="responses",
+            expected=f"({len(stimulus)}, cells)",
+            found=responses.shape,
         )
     for key in REQUIRED:
         if not np.isfinite(arrays[key]).all():
             raise TopoDataError("values must be finite", file=path, field=key, found="NaN or inf")
     if (responses < 0).any():
         raise TopoDataError(
-            "spike counts cannot be negative", file=path, field="responses",
-            expected=">= 0", found=float(responses.min()),
+            "spike counts cannot be negative",
+            file=path,
+            field="responses",
+            expected=">= 0",
+            found=float(responses.min()),
         )
     return arrays
 
@@ -241,8 +251,10 @@ class RetinaResponseData:
         self.batch_size = None if batch_size is None else _check_int(batch_size, "batch_size", 1)
         if not 0.0 < float(val_fraction) < 1.0:
             raise TopoDataError(
-                "val_fraction is a fraction of the recording", field="val_fraction",
-                expected="0 < val_fraction < 1", found=val_fraction,
+                "val_fraction is a fraction of the recording",
+                field="val_fraction",
+                expected="0 < val_fraction < 1",
+                found=val_fraction,
             )
         self.seed = int(seed)
         self.rank, self.world_size = check_replica(rank, world_size)
@@ -260,7 +272,8 @@ class RetinaResponseData:
             if len(starts) < self.world_size:
                 raise TopoDataError(
                     f"the recording is too short for one {tier} window per replica",
-                    file=self.path, field="window",
+                    file=self.path,
+                    field="window",
                     expected=f"{self.world_size} × (history {self.history} + window "
                     f"{self.window}) frames in the {tier} part",
                     found=f"{total} frames in all",

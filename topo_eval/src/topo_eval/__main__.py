@@ -1,7 +1,7 @@
 """``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``,
 ``python -m topo_eval task=predictive checkpoint=…/model.pt [data=…]`` and the spatial
 multi-task stages ``task=record | split | score | plot | multitask checkpoint=…/model.pt``,
-``task=multitask_sweep sweep_dir=…``."""
+``task=multitask_sweep sweep_dir=…``, and ``task=retina_run [retina.input=…] output_dir=…``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from topo_models.positions import NetworkPositions
 
 log = logging.getLogger("topo_eval")
 MULTITASK = ("record", "split", "score", "plot", "multitask", "multitask_sweep")
-TASKS = ("responses", "predictive", *MULTITASK)
+TASKS = ("responses", "predictive", *MULTITASK, "retina_run")
 TRACKED_BY_DEFAULT = ("score", "multitask", "multitask_sweep")
 
 
@@ -67,6 +67,10 @@ def main(cfg: DictConfig) -> None:
         table = run_predictive(with_training_data(cfg), output_dir)
     elif cfg.task in MULTITASK:
         table, metrics = run_multitask_task(cfg, output_dir)
+    elif cfg.task == "retina_run":
+        from topo_eval.retina_task import run_retina_task
+
+        table, metrics = run_retina_task(cfg, output_dir)
     else:
         table = run_responses(cfg, output_dir)
     enabled = cfg.tracking.enabled
@@ -125,7 +129,10 @@ def log_to_mlflow(
         if experiment is not None
         else client.create_experiment(cfg.tracking.experiment_name)
     )
-    source = cfg.sweep_dir if cfg.task == "multitask_sweep" else cfg.checkpoint
+    if cfg.task == "retina_run":
+        source = output_dir
+    else:
+        source = cfg.sweep_dir if cfg.task == "multitask_sweep" else cfg.checkpoint
     run = client.create_run(experiment_id, run_name=f"{cfg.task} {Path(source).name}")
     config = OmegaConf.to_container(cfg, resolve=True)
     keys = ("task", "checkpoint", "positions", "image", "image_size")
@@ -133,6 +140,8 @@ def log_to_mlflow(
         keys = ("task", "checkpoint", "tier", "fev_threshold")
     elif cfg.task in MULTITASK:
         keys = ("task", "checkpoint", "sweep_dir", "multitask")
+    elif cfg.task == "retina_run":
+        keys = ("task", "output_dir", "retina")
     for key in keys:
         client.log_param(run.info.run_id, key, str(config.get(key)))
     client.log_dict(run.info.run_id, config, "config.yaml")

@@ -81,9 +81,7 @@ class RetinaPoissonObjective(nn.Module):
         flat = out.permute(0, 1, 3, 4, 2).reshape(out.shape[0], -1, out.shape[2])
         return flat[:, :, self.history :]
 
-    def forward(
-        self, model: nn.Module, batch: Any
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rates = self.rates(model, batch.video)
         if rates.shape != batch.responses.shape:
             raise TopoError(

@@ -19,13 +19,13 @@ from topo_models.retina.filters import (
     SLICE_TAPS,
     blur_operator,
     blur_with,
-    needs_graph,
     decay_factor,
     exp_highpass,
     exp_lowpass,
     gaussian_blur,
     gaussian_kernel_1d,
     initial_state,
+    needs_graph,
     separable_blur,
 )
 from topo_models.retina.parameters import PhysicalParameter, PhysicalStage
@@ -171,7 +171,6 @@ class Bipolar(PhysicalStage):
             frames.append(v)
         self.v, self.q, self.g_a = _detach(v), _detach(q), _detach(g_a)
         return torch.stack(frames, dim=2) if frames else x.clone()
-
 
     def _forward_in_place(self, drive, v, q, g_a, g_leak, e_a, feed, blur, dt) -> torch.Tensor:
         """``forward``'s loop without autograd: the same operations in the same order, written
@@ -347,7 +346,9 @@ class GanglionSpiking(PhysicalStage):
 
     def _start(self, frame: torch.Tensor) -> None:
         generator = self._generator(0, frame.device)
-        uniform = torch.rand(frame.shape, generator=generator, device=frame.device, dtype=frame.dtype)
+        uniform = torch.rand(
+            frame.shape, generator=generator, device=frame.device, dtype=frame.dtype
+        )
         self.v = 0.5 + 0.2 * uniform
         steps = self.resolution.sec_to_steps(float(self.refr_mu))
         self.refractory_steps = torch.full_like(frame, steps)
