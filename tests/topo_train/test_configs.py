@@ -24,7 +24,9 @@ GROUPS = {
         "track",
     )
 }
-TDANN_LOSSES = [loss for loss in GROUPS["loss"] if loss not in ("poisson", "spatial_costs", "retina_poisson")]
+TDANN_LOSSES = [
+    loss for loss in GROUPS["loss"] if loss not in ("poisson", "spatial_costs", "retina_poisson")
+]
 # families whose units are not placed on a TDANN sheet (predictive neurons bring their cortical
 # coordinates, spatial multi-task networks learn their positions)
 PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln")
