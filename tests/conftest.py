@@ -42,6 +42,18 @@ def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (per-step retina ops are dominated by thread hand-off on a
+    small shared CPU), restoring the thread count afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def compose_train() -> Callable[..., DictConfig]:
     """compose_train(overrides) → conf/train.yaml composed as `python -m topo_train` sees it."""
 

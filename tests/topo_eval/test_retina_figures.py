@@ -16,12 +16,7 @@ from topo_models import TopoError
 from topo_models.retina import Retina
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_stage_responses_start_settled_and_leave_the_callers_retina_alone():

@@ -17,13 +17,8 @@ from topo_models.retina.filters import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny per-step ops are dominated by thread hand-off on a shared 2-core CPU
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# tiny per-step ops are dominated by thread hand-off on a shared 2-core CPU
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _video(series: torch.Tensor) -> torch.Tensor:
