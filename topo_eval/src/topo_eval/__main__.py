@@ -1,7 +1,8 @@
 """``python -m topo_eval task=responses checkpoint=… positions=… [image=…]``,
 ``python -m topo_eval task=predictive checkpoint=…/model.pt [data=…]`` and the spatial
 multi-task stages ``task=record | split | score | plot | multitask checkpoint=…/model.pt``,
-``task=multitask_sweep sweep_dir=…``, and ``task=retina_run [retina.input=…] output_dir=…``."""
+``task=multitask_sweep sweep_dir=…``, ``task=retina_run [retina.input=…] output_dir=…`` and
+``task=retina_fit checkpoint=…/model.pt`` (a fitted LN retina model: cells.csv, kernels)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from topo_models.positions import NetworkPositions
 
 log = logging.getLogger("topo_eval")
 MULTITASK = ("record", "split", "score", "plot", "multitask", "multitask_sweep")
-TASKS = ("responses", "predictive", *MULTITASK, "retina_run")
-TRACKED_BY_DEFAULT = ("score", "multitask", "multitask_sweep")
+TASKS = ("responses", "predictive", *MULTITASK, "retina_run", "retina_fit")
+TRACKED_BY_DEFAULT = ("score", "multitask", "multitask_sweep", "retina_fit")
 
 
 def trained_input_size(checkpoint: Path) -> int:
@@ -71,6 +72,10 @@ def main(cfg: DictConfig) -> None:
         from topo_eval.retina_task import run_retina_task
 
         table, metrics = run_retina_task(cfg, output_dir)
+    elif cfg.task == "retina_fit":
+        from topo_eval.retina_fit_report import run_retina_fit
+
+        table, metrics = run_retina_fit(with_training_data(cfg), output_dir)
     else:
         table = run_responses(cfg, output_dir)
     enabled = cfg.tracking.enabled
@@ -142,6 +147,8 @@ def log_to_mlflow(
         keys = ("task", "checkpoint", "sweep_dir", "multitask")
     elif cfg.task == "retina_run":
         keys = ("task", "output_dir", "retina")
+    elif cfg.task == "retina_fit":
+        keys = ("task", "checkpoint")
     for key in keys:
         client.log_param(run.info.run_id, key, str(config.get(key)))
     client.log_dict(run.info.run_id, config, "config.yaml")

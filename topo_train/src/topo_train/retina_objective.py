@@ -18,32 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from topo_models import TopoError
 from topo_models.retina import memory_frames
+from topo_models.retina.fit_metrics import (
+    cell_correlations,
+    kernel_correlations,
+    poisson_nll,
+    window_rates,
+)
 from topo_train.trainer import to_device
-
-
-def poisson_nll(rates: torch.Tensor, counts: torch.Tensor, eps: float) -> torch.Tensor:
-    """Mean of ``r̂ − y·log(r̂ + ε)`` over every element."""
-    return (rates - counts * torch.log(rates + eps)).mean()
-
-
-def cell_correlations(predicted: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """(cells,) Pearson correlation over time of two (cells, time) series (0 for a constant)."""
-    p = predicted.double() - predicted.double().mean(dim=1, keepdim=True)
-    o = observed.double() - observed.double().mean(dim=1, keepdim=True)
-    denominator = (p.pow(2).sum(dim=1) * o.pow(2).sum(dim=1)).sqrt()
-    return torch.where(denominator > 0, (p * o).sum(dim=1) / denominator, 0.0)
-
-
-def kernel_correlations(fitted: torch.Tensor, planted: np.ndarray) -> torch.Tensor:
-    """(cells,) correlation of each fitted kernel (cells, 1, kt, kh, kw) with its planted one."""
-    truth = torch.as_tensor(planted, dtype=torch.float64).reshape(len(planted), -1)
-    return cell_correlations(fitted.detach().double().reshape(len(planted), -1), truth)
 
 
 class RetinaPoissonObjective(nn.Module):
@@ -74,12 +60,7 @@ class RetinaPoissonObjective(nn.Module):
 
     def rates(self, model: nn.Module, video: torch.Tensor) -> torch.Tensor:
         """(windows, cells, scored frames) predicted counts of a fresh movie per window."""
-        bare = getattr(model, "module", model)
-        bare.reset()
-        out = model(video)
-        bare.reset()  # nothing of this batch is carried into the next
-        flat = out.permute(0, 1, 3, 4, 2).reshape(out.shape[0], -1, out.shape[2])
-        return flat[:, :, self.history :]
+        return window_rates(model, video, self.history)
 
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rates = self.rates(model, batch.video)
