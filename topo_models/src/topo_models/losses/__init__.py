@@ -12,12 +12,14 @@ from topo_models.losses.spatial_costs import (
     proximity_cost,
     transport_cost,
 )
+from topo_models.losses.spatial_costs_combined import SpatialCosts
 from topo_models.losses.spatial_loss import SpatialCorrelationLoss
 
 __all__ = [
     "NTXentLoss",
     "ProximityCost",
     "SpatialCorrelationLoss",
+    "SpatialCosts",
     "TransportCost",
     "batched_spatial_correlation_loss",
     "nt_xent_loss",

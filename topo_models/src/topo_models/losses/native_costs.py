@@ -14,6 +14,11 @@ with ``r = sqrt(d² + eps)`` and distances clamped at 80 inside the exponential 
 below any sum's resolution; further out float32 would go denormal, which is slow). Backward only
 scales the saved gradients by the upstream gradient (another C call).
 
+``NativeSpatialCosts`` (what ``SpatialCosts`` and so a spatial multi-task run use) does both
+costs of every layer in one call: the gradient of the weighted total is final in forward, so
+backward hands it over, and the layers run as tasks on torch's OpenMP threads (the library is
+built with ``-fopenmp`` when torch's libgomp is loaded, and shares it), summed in a fixed order.
+
 The library is compiled on first use with the system C compiler (``$CC`` or ``cc``; about a
 second) into ``$TOPO_CACHE_DIR/native`` (default ``~/.cache/topo/native``), keyed by the
 source, the flags and the CPU, and written atomically. Without a compiler, on other devices or
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 COMPILE_FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC", "-std=c99")
 LINK_FLAGS = ("-shared",)
 MAX_OWNERS = 64  # the C code's fixed table of position tensors
+MAX_TASKS = 128  # ... and of layers (proximity and transport together) in one spatial_costs call
+OPENMP_FLAGS = ("-fopenmp",)
 
 
 def cache_directory() -> Path:
@@ -67,15 +74,31 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}|{flags}"
 
 
-def _build(compiler: str, target: Path) -> None:
-    """Compile the library into ``target`` atomically (a temp directory beside it, renamed)."""
+def torch_uses_libgomp() -> bool:
+    """Whether this process runs torch's threads on GNU OpenMP (libgomp.so.1 is mapped).
+
+    Only then is the library built with OpenMP: the dynamic loader resolves its libgomp.so.1
+    to the copy torch loaded (same soname), so ``spatial_costs`` runs on torch's own thread
+    team, with torch's thread count, instead of a second team competing for the cores.
+    """
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return False
+    # exactly that soname: a renamed copy (libgomp-<hash>.so.1) would not be the one resolved
+    return any(line.endswith("/libgomp.so.1") for line in maps)
+
+
+def _build(compiler: str, target: Path, extra: tuple[str, ...]) -> None:
+    """Compile the library into ``target`` atomically (a temp directory beside it, renamed);
+    ``extra`` flags go to both the compiler and the linker."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as build:
         source, obj, lib = (Path(build) / name for name in ("costs.c", "costs.o", "costs.so"))
         source.write_text(C_SOURCE)
         for command in (
-            [compiler, *COMPILE_FLAGS, "-c", str(source), "-o", str(obj)],
-            [compiler, *LINK_FLAGS, str(obj), "-o", str(lib), "-lm"],
+            [compiler, *COMPILE_FLAGS, *extra, "-c", str(source), "-o", str(obj)],
+            [compiler, *LINK_FLAGS, *extra, str(obj), "-o", str(lib), "-lm"],
         ):
             subprocess.run(command, check=True, capture_output=True, timeout=120)
         os.replace(lib, target)
@@ -90,24 +113,35 @@ def native_library() -> ctypes.CDLL | None:
     if compiler is None:
         log.warning("no C compiler found: the spatial costs use the (slower) torch kernels")
         return None
+    variants = [OPENMP_FLAGS, ()] if torch_uses_libgomp() else [()]
+    for extra in variants:  # a compiler without OpenMP still builds the serial library
+        library = _load(compiler, extra)
+        if library is not None:
+            _declare(library)
+            return library
+    return None
+
+
+def _load(compiler: str, extra: tuple[str, ...]) -> ctypes.CDLL | None:
+    """The library built with ``extra`` flags, from the cache or compiled now; None (logged)
+    if it cannot be built or loaded."""
     key = hashlib.sha256(
-        "\n".join((C_SOURCE, *COMPILE_FLAGS, *LINK_FLAGS, _cpu_signature())).encode()
+        "\n".join((C_SOURCE, *COMPILE_FLAGS, *LINK_FLAGS, *extra, _cpu_signature())).encode()
     ).hexdigest()[:16]
     target = cache_directory() / f"spatial_costs_{key}.so"
     try:
         if not target.is_file():
-            _build(compiler, target)
-        library = ctypes.CDLL(str(target))
+            _build(compiler, target, extra)
+        return ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", b"") or b""
         log.warning(
-            "could not build the native spatial costs (%s %s); using the torch kernels",
+            "could not build the native spatial costs with flags %s (%s %s)",
+            extra or "(none)",
             error,
             detail.decode(errors="replace")[-500:],
         )
         return None
-    _declare(library)
-    return library
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -128,7 +162,10 @@ def _declare(library: ctypes.CDLL) -> None:
         ctypes.c_float,
     ] + [pointer] * 5
     library.transport_backward.argtypes = [long, long, pointer, long] + [pointer] * 8
-    for name in ("proximity", "scale_rows", "transport", "transport_backward"):
+    library.spatial_costs.argtypes = [pointer] * 5
+    library.spatial_costs_work.argtypes = [pointer]
+    library.spatial_costs_work.restype = long
+    for name in ("proximity", "scale_rows", "transport", "transport_backward", "spatial_costs"):
         getattr(library, name).restype = None
 
 
@@ -267,3 +304,88 @@ class NativeTransport(torch.autograd.Function):
             out.data_ptr(),
         )
         return (None, None, None, None, None, *out.split(sizes), *wgrad)
+
+
+class CostLayout:
+    """What one ``spatial_costs`` call reads, packed once, and the buffers it reuses: its
+    scratch space, the table of tensor addresses, and ``values``, host floats
+    ``[P_1..P_Lp, T_1..T_Lt, mean P, mean T]`` rewritten by every call (read them before the
+    next; a layout serves one thread).
+
+    Args:
+        sizes: rows of each position tensor (the owners), all ``(N_u, dim)``.
+        dim: the dimension of the positions.
+        eps: added under every square root.
+        proximity: the owner of each proximity layer.
+        post / pre: the owners of each transport layer and of its predecessor.
+        kernels: kh * kw of each transport weight (1 for a linear layer).
+        norm: ``"l1"`` or ``"l2"``.
+        alpha / beta: the strengths the two means are weighted by in the total.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        dim: int,
+        eps: float,
+        proximity: Sequence[int],
+        post: Sequence[int],
+        pre: Sequence[int],
+        kernels: Sequence[int],
+        norm: str,
+        alpha: float,
+        beta: float,
+    ) -> None:
+        self.sizes, self.dim = list(sizes), dim
+        self.n_owners, self.n_points = len(sizes), sum(sizes)
+        head = [len(sizes), dim, len(proximity), len(post), 1 if norm == "l1" else 2]
+        self.shape = _longs([*head, *sizes, *proximity, *post, *pre, *kernels])
+        self.constants = (ctypes.c_double * 3)(eps, alpha, beta)
+        # points, weights, the points' gradient, the weights' gradients, the total
+        self.addresses = (ctypes.c_void_p * (len(sizes) + 2 * len(post) + 2))()
+        self.work = (ctypes.c_float * native_library().spatial_costs_work(self.shape))()
+        self.values = (ctypes.c_float * (len(proximity) + len(post) + 2))()
+
+
+class NativeSpatialCosts(torch.autograd.Function):
+    """``alpha · mean P + beta · mean T`` of ``tensors`` = the position tensors, then the
+    transport weights (float32, CPU, contiguous); each layer's value lands in
+    ``layout.values``.
+
+    Why one node: forward already has the gradient of the total in closed form, so backward
+    only hands it over (scaled when the upstream gradient is not 1) — no per-layer graph, no
+    second pass over the pairs.
+    """
+
+    @staticmethod
+    def forward(ctx, layout: CostLayout, *tensors: torch.Tensor) -> torch.Tensor:
+        total = torch.empty(())
+        grad = torch.empty(layout.n_points, layout.dim)
+        wgrad = [torch.empty_like(w) for w in tensors[layout.n_owners :]]
+        layout.addresses[:] = [t.data_ptr() for t in (*tensors, grad, *wgrad, total)]
+        native_library().spatial_costs(
+            layout.shape, layout.constants, layout.addresses, layout.work, layout.values
+        )
+        ctx.grads = (grad, wgrad)
+        ctx.sizes = layout.sizes
+        return total
+
+    @staticmethod
+    def backward(ctx, upstream: torch.Tensor):
+        # Not once_differentiable (its wrapper costs more than the rest of this backward):
+        # the check below refuses a double backward instead.
+        if torch.is_grad_enabled():
+            raise RuntimeError("the native spatial costs have no double backward")
+        if ctx.grads is None:
+            raise RuntimeError(
+                "the native spatial costs support one backward per forward (no retain_graph reuse)"
+            )
+        # Handed over, not copied: dropping ctx's references lets autograd adopt the buffers
+        # as the parameters' .grad instead of cloning them.
+        (grad, wgrad), ctx.grads = ctx.grads, None
+        scale = float(upstream)
+        if scale != 1.0:
+            grad.mul_(scale)
+            for w in wgrad:
+                w.mul_(scale)
+        return (None, *grad.split(ctx.sizes), *wgrad)

@@ -2,12 +2,38 @@
 
 One job: the arithmetic, so that the loader, the cache and the autograd wrappers in
 ``native_costs`` stay readable. Single-threaded, float32, vectorised by the compiler; every
-function writes values and unscaled gradients into buffers the caller allocates.
+function writes values and gradients into buffers the caller allocates.
+
+Two static kernels do the pair loops (one layer each, coordinates as columns ``(dim, ld)``);
+the exported functions arrange layers around them: ``proximity`` / ``transport`` keep each
+layer's gradient apart (for a per-layer upstream gradient), ``spatial_costs`` sums everything
+into one weighted total and its final gradients in one call.
 """
 
 C_SOURCE = r"""
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+/* e^-r for 0 <= r <= 80, inlined so the pair loops stay in registers (libm's vector expf is a
+   call per vector, which spills the loop's accumulators): r = n ln2 + f, |f| <= ln2 / 2, e^f
+   by Cephes' expf polynomial (relative error ~1e-7), 2^n built in the exponent bits. */
+static inline float exp_neg(float r) {
+    const float x = -fminf(r, 80.0f);
+    const float n = rintf(x * 1.44269504088896341f);
+    const float f = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
 /* Transpose rows (n, dim) into columns (dim, ld) starting at column off. */
 static void to_columns(const float* rows, long n, long dim, float* cols, long ld, long off) {
@@ -15,9 +41,176 @@ static void to_columns(const float* rows, long n, long dim, float* cols, long ld
         for (long a = 0; a < dim; ++a) cols[a * ld + off + i] = rows[i * dim + a];
 }
 
+/* rows[(off + i) * dim + a] += scale * cols[a * ld + i], i < n. */
+static void add_rows(const float* cols, long ld, long n, long dim, float scale, float* rows,
+                     long off) {
+    for (long i = 0; i < n; ++i)
+        for (long a = 0; a < dim; ++a) rows[(off + i) * dim + a] += scale * cols[a * ld + i];
+}
+
+/* One layer's proximity pairs. x: m points as columns (stride ld). Adds to g (columns, stride
+   ldg) the unscaled sums sum_{j != i} k_ij (p_j - p_i), k = e^-r / r, and returns
+   sum_{i != j} e^-r. The pair matrix is symmetric: row i visits j > i only and updates both
+   ends. Scratch: d2, k, m floats each (dim != 2 only). */
+static double proximity_pairs(const float* x, long ld, long m, long dim, float eps, float* g,
+                              long ldg, float* d2, float* k) {
+    double sum = 0.0;
+    if (dim == 2) { /* the common case, one fused pass per row */
+        const float *x0 = x, *x1 = x + ld;
+        float *g0 = g, *g1 = g + ldg;
+        for (long i = 0; i + 1 < m; ++i) {
+            const float a0 = x0[i], a1 = x1[i];
+            float row = 0.0f, ksum = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+            for (long j = i + 1; j < m; ++j) {
+                const float dx = x0[j] - a0, dy = x1[j] - a1;
+                const float d = dx * dx + dy * dy + eps;
+                const float inv = 1.0f / sqrtf(d);
+                const float e = exp_neg(d * inv);
+                const float kj = e * inv;
+                row += e;
+                ksum += kj;
+                acc0 += kj * x0[j];
+                acc1 += kj * x1[j];
+                g0[j] -= kj * dx;
+                g1[j] -= kj * dy;
+            }
+            sum += 2.0 * row;
+            g0[i] += acc0 - ksum * a0;
+            g1[i] += acc1 - ksum * a1;
+        }
+        return sum;
+    }
+    for (long i = 0; i + 1 < m; ++i) {
+        const long rest = m - i - 1;
+        for (long j = 0; j < rest; ++j) d2[j] = eps;
+        for (long a = 0; a < dim; ++a) {
+            const float* xa = x + a * ld + i + 1;
+            const float xi = xa[-1];
+            for (long j = 0; j < rest; ++j) {
+                const float diff = xa[j] - xi;
+                d2[j] += diff * diff;
+            }
+        }
+        float row = 0.0f, ksum = 0.0f;
+        for (long j = 0; j < rest; ++j) {
+            const float inv = 1.0f / sqrtf(d2[j]);
+            const float e = exp_neg(d2[j] * inv);
+            row += e;
+            k[j] = e * inv;
+            ksum += k[j];
+        }
+        sum += 2.0 * row;
+        for (long a = 0; a < dim; ++a) {
+            const float* xa = x + a * ld + i + 1;
+            float* ga = g + a * ldg + i + 1;
+            const float xi = xa[-1];
+            float acc = 0.0f;
+            for (long j = 0; j < rest; ++j) { acc += k[j] * xa[j]; ga[j] += k[j] * (xi - xa[j]); }
+            ga[-1] += acc - ksum * xi;
+        }
+    }
+    return sum;
+}
+
+/* Transport of one post point (p0, p1) against M pre points q (dim 2, linear weights w):
+   returns sum_j r_j g(w_j); adds scale * g / r * (q - p) into gq, writes scale * r g'(w) into
+   gw and scale * sum_j g / r * (p - q_j) into out. Separate buffers (restrict) and a constant
+   norm once inlined, so that the loop vectorises. */
+static inline float transport_row2(const float* restrict q0, const float* restrict q1, float p0,
+                                   float p1, const float* restrict w, long M, int norm, float eps,
+                                   float scale, float* restrict gq0, float* restrict gq1,
+                                   float* restrict gw, float* restrict out) {
+    float row = 0.0f, hsum = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+    for (long j = 0; j < M; ++j) {
+        const float dx = q0[j] - p0, dy = q1[j] - p1;
+        const float d = dx * dx + dy * dy + eps;
+        const float inv = 1.0f / sqrtf(d);
+        const float r = d * inv, v = w[j];
+        const float gj = norm == 1 ? fabsf(v) : v * v;
+        const float hj = gj * inv * scale;
+        row += r * gj;
+        hsum += hj;
+        acc0 += hj * q0[j];
+        acc1 += hj * q1[j];
+        gq0[j] += hj * dx;
+        gq1[j] += hj * dy;
+        gw[j] = norm == 1 ? r * scale * ((float)(v > 0.0f) - (float)(v < 0.0f))
+                          : 2.0f * r * scale * v;
+    }
+    out[0] = hsum * p0 - acc0;
+    out[1] = hsum * p1 - acc1;
+    return row;
+}
+
+/* One layer's transport pairs: N post points P and M pre points Q (columns, stride ld),
+   weights w (N, M * kk) rows. Returns sum_ij r_ij g(w_ij); adds scale * dT'/dp into gP
+   (columns, stride ldp) and scale * dT'/dq into gQ (stride ldq), T' = sum_ij r g, and writes
+   scale * dT'/dw into gw. Scratch: d2, h, g, M floats each. norm: 1 (|w|) or 2 (w^2). */
+static double transport_pairs(const float* P, const float* Q, long ld, long N, long M,
+                              long dim, const float* weights, long kk, int norm, float eps,
+                              float scale, float* gP, long ldp, float* gQ, long ldq,
+                              float* wgrad, float* d2, float* h, float* g) {
+    double sum = 0.0;
+    for (long i = 0; i < N; ++i) {
+        const float* w = weights + i * M * kk;
+        float* gw = wgrad + i * M * kk;
+        float row = 0.0f, hsum = 0.0f;
+        if (dim == 2 && kk == 1) { /* the common case (linear layers), one fused pass */
+            float out[2];
+            sum += norm == 1
+                ? transport_row2(Q, Q + ld, P[i], P[ld + i], w, M, 1, eps, scale, gQ, gQ + ldq,
+                                 gw, out)
+                : transport_row2(Q, Q + ld, P[i], P[ld + i], w, M, 2, eps, scale, gQ, gQ + ldq,
+                                 gw, out);
+            gP[i] += out[0];
+            gP[ldp + i] += out[1];
+            continue;
+        }
+        for (long j = 0; j < M; ++j) d2[j] = eps;
+        for (long a = 0; a < dim; ++a) {
+            const float* q = Q + a * ld;
+            const float p = P[a * ld + i];
+            for (long j = 0; j < M; ++j) { const float diff = q[j] - p; d2[j] += diff * diff; }
+        }
+        for (long j = 0; j < M; ++j) {
+            float s = 0.0f;
+            for (long c = 0; c < kk; ++c) {
+                const float v = w[j * kk + c];
+                s += norm == 1 ? fabsf(v) : v * v;
+            }
+            g[j] = s;
+        }
+        for (long j = 0; j < M; ++j) {
+            const float inv = 1.0f / sqrtf(d2[j]);
+            const float r = d2[j] * inv;
+            row += r * g[j];
+            h[j] = g[j] * inv * scale;
+            hsum += h[j];
+            d2[j] = r * scale;
+        }
+        sum += row;
+        for (long j = 0; j < M; ++j) {
+            for (long c = 0; c < kk; ++c) {
+                const float v = w[j * kk + c];
+                gw[j * kk + c] = norm == 1
+                    ? d2[j] * ((float)(v > 0.0f) - (float)(v < 0.0f))
+                    : 2.0f * d2[j] * v;
+            }
+        }
+        for (long a = 0; a < dim; ++a) {
+            const float* q = Q + a * ld;
+            const float p = P[a * ld + i];
+            float* gq = gQ + a * ldq;
+            float acc = 0.0f;
+            for (long j = 0; j < M; ++j) { acc += h[j] * q[j]; gq[j] += h[j] * (q[j] - p); }
+            gP[a * ldp + i] += hsum * p - acc;
+        }
+    }
+    return sum;
+}
+
 /* Proximity of L layers. positions[l]: (n[l], dim) rows. grad: (sum n, dim) rows, written
-   unscaled (dP_l/dp). work: 2 * dim * sum n + 2 * max n floats. values[l] = P_l.
-   The pair matrix is symmetric: row i visits j > i only and updates both ends. */
+   unscaled (dP_l/dp). work: 2 * dim * sum n + 2 * max n floats. values[l] = P_l. */
 void proximity(long L, const float** positions, const long* n, long dim, float eps,
                float* grad, float* work, float* values) {
     long total = 0, widest = 0;
@@ -25,77 +218,22 @@ void proximity(long L, const float** positions, const long* n, long dim, float e
     float* cols = work;
     float* gcols = work + dim * total;
     float* d2 = gcols + dim * total;
-    float* k = d2 + widest;
     long off = 0;
     for (long l = 0; l < L; ++l) {
         to_columns(positions[l], n[l], dim, cols, total, off);
         off += n[l];
     }
     memset(gcols, 0, sizeof(float) * dim * total);
-    const float diagonal = expf(-sqrtf(eps));
+    memset(grad, 0, sizeof(float) * dim * total);
+    const double diagonal = exp(-sqrt((double)eps));
     off = 0;
     for (long l = 0; l < L; ++l) {
         const long m = n[l];
-        const float scale = 2.0f / ((float)m * (float)m);
-        double sum = 0.0;
-        if (dim == 2) { /* the common case, one fused pass per row */
-            float* x0 = cols + off;
-            float* x1 = cols + total + off;
-            float* g0 = gcols + off;
-            float* g1 = gcols + total + off;
-            for (long i = 0; i + 1 < m; ++i) {
-                const float a0 = x0[i], a1 = x1[i];
-                float row = 0.0f, ksum = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
-                for (long j = i + 1; j < m; ++j) {
-                    const float dx = x0[j] - a0, dy = x1[j] - a1;
-                    const float r = sqrtf(dx * dx + dy * dy + eps);
-                    const float e = expf(-fminf(r, 80.0f));
-                    const float kj = e / r;
-                    row += e;
-                    ksum += kj;
-                    acc0 += kj * x0[j];
-                    acc1 += kj * x1[j];
-                    g0[j] -= kj * dx;
-                    g1[j] -= kj * dy;
-                }
-                sum += 2.0 * row;
-                g0[i] += acc0 - ksum * a0;
-                g1[i] += acc1 - ksum * a1;
-            }
-        } else for (long i = 0; i + 1 < m; ++i) {
-            const long rest = m - i - 1;
-            for (long j = 0; j < rest; ++j) d2[j] = eps;
-            for (long a = 0; a < dim; ++a) {
-                const float* x = cols + a * total + off + i + 1;
-                const float xi = x[-1];
-                for (long j = 0; j < rest; ++j) {
-                    const float diff = x[j] - xi;
-                    d2[j] += diff * diff;
-                }
-            }
-            float row = 0.0f;
-            for (long j = 0; j < rest; ++j) {
-                const float r = sqrtf(d2[j]);
-                const float e = expf(-fminf(r, 80.0f));
-                row += e;
-                k[j] = e / r;
-            }
-            sum += 2.0 * row;
-            float ksum = 0.0f;
-            for (long j = 0; j < rest; ++j) ksum += k[j];
-            for (long a = 0; a < dim; ++a) {
-                const float* x = cols + a * total + off + i + 1;
-                float* gx = gcols + a * total + off + i + 1;
-                const float xi = x[-1];
-                float acc = 0.0f;
-                for (long j = 0; j < rest; ++j) { acc += k[j] * x[j]; gx[j] += k[j] * (xi - x[j]); }
-                gx[-1] += acc - ksum * xi;
-            }
-        }
-        values[l] = (float)((sum + (double)m * diagonal) / ((double)m * (double)m));
-        for (long i = 0; i < m; ++i)
-            for (long a = 0; a < dim; ++a)
-                grad[(off + i) * dim + a] = scale * gcols[a * total + off + i];
+        const double mm = (double)m * (double)m;
+        const double sum = proximity_pairs(cols + off, total, m, dim, eps, gcols + off, total,
+                                           d2, d2 + widest);
+        values[l] = (float)((sum + (double)m * diagonal) / mm);
+        add_rows(gcols + off, total, m, dim, (float)(2.0 / mm), grad, off);
         off += m;
     }
 }
@@ -127,74 +265,18 @@ void transport(long L, long U, const float** points, const long* size, long dim,
     }
     float* cols = work;
     float* d2 = work + dim * total;
-    float* h = d2 + widest;
-    float* g = h + widest;
     for (long u = 0; u < U; ++u) to_columns(points[u], size[u], dim, cols, total, start[u]);
+    memset(pgrad, 0, sizeof(float) * dim * sum_n);
+    memset(qgrad, 0, sizeof(float) * dim * sum_m);
     long poff = 0, qoff = 0;
     for (long l = 0; l < L; ++l) {
-        const long N = size[post[l]], M = size[pre[l]], kk = K[l];
-        const float* P = cols + start[post[l]];
-        const float* Q = cols + start[pre[l]];
-        const float inv = 1.0f / ((float)N * (float)M);
-        double sum = 0.0;
-        for (long a = 0; a < dim; ++a)
-            for (long j = 0; j < M; ++j) qgrad[a * sum_m + qoff + j] = 0.0f;
-        for (long i = 0; i < N; ++i) {
-            const float* w = weights[l] + i * M * kk;
-            float* gw = wgrad[l] + i * M * kk;
-            for (long j = 0; j < M; ++j) d2[j] = eps;
-            for (long a = 0; a < dim; ++a) {
-                const float* q = Q + a * total;
-                const float p = P[a * total + i];
-                for (long j = 0; j < M; ++j) { const float diff = q[j] - p; d2[j] += diff * diff; }
-            }
-            if (kk == 1) {
-                if (norm == 1) for (long j = 0; j < M; ++j) g[j] = fabsf(w[j]);
-                else for (long j = 0; j < M; ++j) g[j] = w[j] * w[j];
-            } else {
-                for (long j = 0; j < M; ++j) {
-                    float s = 0.0f;
-                    for (long c = 0; c < kk; ++c) {
-                        const float v = w[j * kk + c];
-                        s += norm == 1 ? fabsf(v) : v * v;
-                    }
-                    g[j] = s;
-                }
-            }
-            float row = 0.0f, hsum = 0.0f;
-            for (long j = 0; j < M; ++j) {
-                const float r = sqrtf(d2[j]);
-                row += r * g[j];
-                h[j] = g[j] / r * inv;
-                hsum += h[j];
-                d2[j] = r * inv;
-            }
-            sum += row;
-            if (kk == 1 && norm == 1) {
-                for (long j = 0; j < M; ++j)
-                    gw[j] = w[j] > 0.0f ? d2[j] : (w[j] < 0.0f ? -d2[j] : 0.0f);
-            } else if (kk == 1) {
-                for (long j = 0; j < M; ++j) gw[j] = 2.0f * d2[j] * w[j];
-            } else {
-                for (long j = 0; j < M; ++j) {
-                    for (long c = 0; c < kk; ++c) {
-                        const float v = w[j * kk + c];
-                        gw[j * kk + c] = norm == 1
-                            ? (v > 0.0f ? d2[j] : (v < 0.0f ? -d2[j] : 0.0f))
-                            : 2.0f * d2[j] * v;
-                    }
-                }
-            }
-            for (long a = 0; a < dim; ++a) {
-                const float* q = Q + a * total;
-                const float p = P[a * total + i];
-                float* gq = qgrad + a * sum_m + qoff;
-                float acc = 0.0f;
-                for (long j = 0; j < M; ++j) { acc += h[j] * q[j]; gq[j] += h[j] * (q[j] - p); }
-                pgrad[a * sum_n + poff + i] = hsum * p - acc;
-            }
-        }
-        values[l] = (float)(sum * (double)inv);
+        const long N = size[post[l]], M = size[pre[l]];
+        const double inv = 1.0 / ((double)N * (double)M);
+        const double sum = transport_pairs(
+            cols + start[post[l]], cols + start[pre[l]], total, N, M, dim, weights[l], K[l],
+            norm, eps, (float)inv, pgrad + poff, sum_n, qgrad + qoff, sum_m, wgrad[l], d2,
+            d2 + widest, d2 + 2 * widest);
+        values[l] = (float)(sum * inv);
         poff += N; qoff += M;
     }
 }
@@ -213,18 +295,127 @@ void transport_backward(long L, long U, const long* size, long dim, const long* 
     for (long l = 0; l < L; ++l) {
         const long N = size[post[l]], M = size[pre[l]];
         const float s = upstream[l];
-        for (long a = 0; a < dim; ++a) {
-            float* op = out + start[post[l]] * dim + a;
-            const float* gp = pgrad + a * sum_n + poff;
-            for (long i = 0; i < N; ++i) op[i * dim] += s * gp[i];
-            float* oq = out + start[pre[l]] * dim + a;
-            const float* gq = qgrad + a * sum_m + qoff;
-            for (long j = 0; j < M; ++j) oq[j * dim] += s * gq[j];
-        }
+        add_rows(pgrad + poff, sum_n, N, dim, s, out, start[post[l]]);
+        add_rows(qgrad + qoff, sum_m, M, dim, s, out, start[pre[l]]);
         float* gw = wgrad[l];
         for (long e = 0; e < wsize[l]; ++e) gw[e] *= s;
         poff += N; qoff += M;
     }
 }
 
+/* The scratch floats of each task of network_costs (in task order: Lp proximity layers, then
+   Lt transport layers): its own gradient columns and the pair loop's buffers. */
+static long task_work(long t, long dim, long Lp, const long* size, const long* prox,
+                      const long* post, const long* pre) {
+    if (t < Lp) return (dim + 2) * size[prox[t]];
+    const long N = size[post[t - Lp]], M = size[pre[t - Lp]];
+    return dim * (N + M) + 3 * M;
+}
+
+/* Both costs of a network. points[u]: (size[u], dim) rows of U position tensors. Proximity
+   over the Lp owners prox[l]; transport over Lt layers (post[l], pre[l], weights[l]
+   (N, M * K[l]) rows). Writes values = [P_1..P_Lp, T_1..T_Lt, mean P, mean T] (a mean of no
+   layer is 0), *total = alpha * mean P + beta * mean T, and the gradients of *total: grad
+   (sum size, dim) rows for the points and wgrad[l] for the weights.
+   Each layer is a task with its own gradient columns, run on the threads of the OpenMP team
+   (torch's, when torch's libgomp is the one loaded) largest first, then summed in layer
+   order: the numbers do not depend on the number of threads or on which ran what.
+   work: dim * sum size + the sum of task_work floats. */
+static void network_costs(long U, const float** points, const long* size, long dim, float eps,
+                          long Lp, const long* prox, double alpha, long Lt, const long* post,
+                          const long* pre, const float** weights, const long* K, int norm,
+                          double beta, float* grad, float** wgrad, float* work, float* values,
+                          float* total) {
+    long count = 0, start[64], offset[128], order[128], cost[128];
+    double sums[128];
+    const long T = Lp + Lt;
+    for (long u = 0; u < U; ++u) { start[u] = count; count += size[u]; }
+    float* cols = work;
+    for (long u = 0; u < U; ++u) to_columns(points[u], size[u], dim, cols, count, start[u]);
+    long at = dim * count;
+    for (long t = 0; t < T; ++t) {
+        offset[t] = at;
+        at += task_work(t, dim, Lp, size, prox, post, pre);
+        /* pair count, an exponential weighing about twice a square root */
+        cost[t] = t < Lp ? size[prox[t]] * size[prox[t]]
+                         : size[post[t - Lp]] * size[pre[t - Lp]] / 2;
+        long k = t;
+        for (; k > 0 && cost[order[k - 1]] < cost[t]; --k) order[k] = order[k - 1];
+        order[k] = t;
+    }
+    long next = 0;
+    #pragma omp parallel
+    for (;;) {
+        const long k = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+        if (k >= T) break;
+        const long t = order[k];
+        float* own = work + offset[t];
+        if (t < Lp) {
+            const long u = prox[t], m = size[u];
+            memset(own, 0, sizeof(float) * dim * m);
+            sums[t] = proximity_pairs(cols + start[u], count, m, dim, eps, own, m, own + dim * m,
+                                      own + dim * m + m);
+        } else {
+            const long l = t - Lp, N = size[post[l]], M = size[pre[l]];
+            const double inv = 1.0 / ((double)N * (double)M);
+            float* scratch = own + dim * (N + M);
+            memset(own, 0, sizeof(float) * dim * (N + M));
+            sums[t] = inv * transport_pairs(
+                cols + start[post[l]], cols + start[pre[l]], count, N, M, dim, weights[l],
+                K[l], norm, eps, (float)(beta * inv / (double)Lt), own, N, own + dim * N, M,
+                wgrad[l], scratch, scratch + M, scratch + 2 * M);
+        }
+    }
+    const double diagonal = exp(-sqrt((double)eps));
+    double mean_p = 0.0, mean_t = 0.0;
+    memset(grad, 0, sizeof(float) * dim * count);
+    for (long l = 0; l < Lp; ++l) {
+        const long u = prox[l], m = size[u];
+        const double mm = (double)m * (double)m;
+        values[l] = (float)((sums[l] + (double)m * diagonal) / mm);
+        mean_p += values[l] / (double)Lp;
+        add_rows(work + offset[l], m, m, dim, (float)(2.0 * alpha / ((double)Lp * mm)), grad,
+                 start[u]);
+    }
+    for (long l = 0; l < Lt; ++l) {
+        const long N = size[post[l]], M = size[pre[l]];
+        const float* own = work + offset[Lp + l];
+        values[Lp + l] = (float)sums[Lp + l];
+        mean_t += values[Lp + l] / (double)Lt;
+        add_rows(own, N, N, dim, 1.0f, grad, start[post[l]]);
+        add_rows(own + dim * N, M, M, dim, 1.0f, grad, start[pre[l]]);
+    }
+    values[Lp + Lt] = (float)mean_p;
+    values[Lp + Lt + 1] = (float)mean_t;
+    *total = (float)(alpha * mean_p + beta * mean_t);
+}
+
+/* network_costs with its arguments packed, so that a call from Python converts five:
+   layout = [U, dim, Lp, Lt, norm, size[U], prox[Lp], post[Lt], pre[Lt], K[Lt]],
+   constants = [eps, alpha, beta], tensors = [points[U], weights[Lt], grad, wgrad[Lt], total]. */
+void spatial_costs(const long* layout, const double* constants, void** tensors, float* work,
+                   float* values) {
+    const long U = layout[0], dim = layout[1], Lp = layout[2], Lt = layout[3];
+    const long* size = layout + 5;
+    const long* prox = size + U;
+    const long* post = prox + Lp;
+    const long* pre = post + Lt;
+    const long* K = pre + Lt;
+    void** grads = tensors + U + Lt;
+    network_costs(U, (const float**)tensors, size, dim, (float)constants[0], Lp, prox,
+                  constants[1], Lt, post, pre, (const float**)(tensors + U), K, (int)layout[4],
+                  constants[2], (float*)grads[0], (float**)(grads + 1), work, values,
+                  (float*)grads[1 + Lt]);
+}
+
+/* The work floats spatial_costs needs for this layout. */
+long spatial_costs_work(const long* layout) {
+    const long U = layout[0], dim = layout[1], Lp = layout[2], Lt = layout[3];
+    const long* size = layout + 5;
+    long floats = 0;
+    for (long u = 0; u < U; ++u) floats += dim * size[u];
+    for (long t = 0; t < Lp + Lt; ++t)
+        floats += task_work(t, dim, Lp, size, size + U, size + U + Lp, size + U + Lp + Lt);
+    return floats;
+}
 """

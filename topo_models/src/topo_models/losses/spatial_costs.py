@@ -15,6 +15,8 @@ The functions are the plain, exact definitions (autograd through broadcast diffe
 The loss objects, built from layer names like topoloss, compute all their layers in one fused
 call with closed-form gradients (``spatial_cost_kernels``) and return
 ``(total, {layer: cost})``; the total is the mean over layers, weighted by the caller.
+``SpatialCosts`` (``spatial_costs_combined``) is both, weighted, in one call and one autograd
+node (the objective of a spatial network; on CPU float32 one C call).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import torch
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.losses.native_costs import NativeProximity, NativeTransport, native_applies
+from topo_models.losses.native_costs import (
+    NativeProximity,
+    NativeTransport,
+    native_applies,
+)
 from topo_models.losses.spatial_cost_kernels import (
     KERNEL_DTYPES,
     FusedProximity,
