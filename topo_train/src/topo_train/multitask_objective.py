@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from topo_models import TopoError
-from topo_models.losses import ProximityCost, TransportCost
+from topo_models.losses import SpatialCosts
 from topo_models.spatial import multitask_cross_entropy, task_correct_counts
 from topo_train.trainer import to_device
 
@@ -76,14 +76,15 @@ class MultiTaskObjective(nn.Module):
         self.proximity = _strength(proximity, "loss.proximity")
         self.transport = _strength(transport, "loss.transport")
         self.where = None if where is None else [str(name) for name in where]
-        self.proximity_cost = ProximityCost(self.where, eps=eps)
-        self.transport_cost = TransportCost(self.where, norm=norm)
+        self.spatial_costs = SpatialCosts(
+            self.proximity, self.transport, self.where, norm=norm, eps=eps
+        )
         self.label_smoothing = float(label_smoothing)
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, before training, a ``where`` naming a missing or non-spatial layer."""
         try:
-            self.proximity_cost.check(model)
+            self.spatial_costs.check(model)
         except TopoError as error:
             raise TopoError(
                 "loss.where names a layer the costs cannot act on",
@@ -92,20 +93,16 @@ class MultiTaskObjective(nn.Module):
                 found=getattr(error, "found", None),
             ) from error
 
-    def costs(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """α · proximity + β · transport, with every layer's value for logging."""
-        metrics: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=next(model.parameters()).device)
-        for name, weight, cost in (
-            ("proximity", self.proximity, self.proximity_cost),
-            ("transport", self.transport, self.transport_cost),
-        ):
-            if weight == 0.0:  # a control run: no cost, nothing to compute
-                continue
-            value, per_layer = cost(model)
-            total = total + weight * value
-            metrics[f"loss/{name}"] = value.detach()
-            metrics.update({f"{name}/{layer}": v.detach() for layer, v in per_layer.items()})
+    def costs(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """α · proximity + β · transport, with every layer's value for logging (host floats
+        on the C path; a cost of strength 0 is not computed: a control run)."""
+        if self.proximity == 0.0 and self.transport == 0.0:
+            return torch.zeros((), device=next(model.parameters()).device), {}
+        total, values = self.spatial_costs(model)
+        metrics = {
+            (f"loss/{key}" if key in ("proximity", "transport") else key): value
+            for key, value in values.items()
+        }
         return total, metrics
 
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
