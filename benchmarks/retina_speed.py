@@ -128,7 +128,10 @@ class PerFrameRetina:
             stage._start(current)  # the same seeded initial potentials
             self.state[f"{name}_v"] = stage.v.clone()
             self.state[f"{name}_refr"] = stage.refractory_steps.clone()
-        noise = stage.noise(self.step, 1, current)[0, 0]
+        streams = stage.noise_streams()
+        noise = torch.zeros_like(current)
+        if "membrane" in streams:
+            noise = stage.noise(self.step, 1, current)[0, streams.index("membrane")]
         scale = v[f"{name}_spikes.noise_sigma"] * math.sqrt((1.0 - e * e) / 2.0)
         membrane = self.state[f"{name}_v"] * e + torch.add(
             current * ((1.0 - e) / g_l), noise, alpha=scale

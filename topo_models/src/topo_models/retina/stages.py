@@ -295,8 +295,8 @@ class GanglionSpiking(PhysicalStage):
     differentiable: the input is detached.
 
     Noise is a pure function of ``(seed, time step)``: the normal draws of each step and pixel
-    (one for the membrane; a second for the refractory period only when ``refr_sigma > 0``, the
-    draws being the costliest part of the stage) come in blocks of steps, each block from its
+    (one for the membrane when σ_V > 0, one for the refractory period when ``refr_sigma > 0``;
+    none is drawn that is not used, the draws being the costliest part of the stage) come in blocks of steps, each block from its
     own generator seeded by ``(seed, block index)``.
     A chunked run therefore draws the same numbers as an unchunked one, and a resumed run
     (``load_streaming_state``) the same as an uninterrupted one, while the draws of a whole
@@ -353,20 +353,23 @@ class GanglionSpiking(PhysicalStage):
         steps = self.resolution.sec_to_steps(float(self.refr_mu))
         self.refractory_steps = torch.full_like(frame, steps)
 
+    def noise_streams(self) -> tuple[str, ...]:
+        """What the normal draws of each pixel and step feed, in order: ``"membrane"`` when
+        σ_V > 0, ``"refractory"`` when refr_sigma > 0 (none: a deterministic LIF)."""
+        streams = ("membrane",) if float(self.noise_sigma) > 0.0 else ()
+        return streams + (("refractory",) if float(self.refr_sigma) > 0.0 else ())
+
     def draws_per_step(self) -> int:
-        """Normal draws per pixel and step: 2 with random refractory periods, else 1."""
-        return 2 if float(self.refr_sigma) > 0.0 else 1
+        """Normal draws per pixel and step (``len(noise_streams())``)."""
+        return len(self.noise_streams())
 
     def block_steps(self, frame: torch.Tensor) -> int:
         """Time steps per noise block for frames like ``frame``."""
-        return max(1, self.NOISE_BLOCK_NUMBERS // (self.draws_per_step() * frame.numel()))
+        return max(1, self.NOISE_BLOCK_NUMBERS // (max(1, self.draws_per_step()) * frame.numel()))
 
     def noise(self, start: int, steps: int, frame: torch.Tensor) -> torch.Tensor:
-        """(steps, draws, *frame.shape) normal draws of steps ``start … start + steps − 1``.
-
-        ``[:, 0]`` drives the membrane, ``[:, 1]`` (if ``draws_per_step() == 2``) the
-        refractory periods.
-        """
+        """(steps, draws, *frame.shape) normal draws of steps ``start … start + steps − 1``,
+        one per ``noise_streams()`` entry along dim 1."""
         per_block = self.block_steps(frame)
         pieces = []
         t = start
@@ -403,10 +406,15 @@ class GanglionSpiking(PhysicalStage):
         noise_scale = float(self.noise_sigma) * math.sqrt((1.0 - e * e) / 2.0)
         refr_mu = self.resolution.sec_to_steps(float(self.refr_mu))
         refr_sigma = self.resolution.sec_to_steps(float(self.refr_sigma))
-        noise = self.noise(self.step, steps, x[:, :, 0]).movedim(0, 3)  # (draws, B, C, T, H, W)
-        drive = torch.add(x * ((1.0 - e) / g_l), noise[0], alpha=noise_scale)
-        if noise.shape[0] == 2:
-            refractory_draws = (refr_mu + refr_sigma * noise[1]).clamp(min=0.0)
+        streams = self.noise_streams()
+        if streams:
+            noise = self.noise(self.step, steps, x[:, :, 0]).movedim(0, 3)  # (draws, B, C, T, …)
+        drive = x * ((1.0 - e) / g_l)
+        if "membrane" in streams:
+            drive = torch.add(drive, noise[streams.index("membrane")], alpha=noise_scale)
+        if "refractory" in streams:
+            draws = noise[streams.index("refractory")]
+            refractory_draws = (refr_mu + refr_sigma * draws).clamp(min=0.0)
         else:  # every period is refr_mu: no draws, and a scalar in the loop
             refractory_draws = None
             fixed_period = torch.tensor(max(refr_mu, 0.0), dtype=x.dtype, device=x.device)
