@@ -63,7 +63,8 @@ def test_lbfgs_fit_recovers_the_planted_kernels(tmp_path, compose_train):
 
 
 def test_a_killed_lbfgs_fit_resumes_to_the_same_weights(tmp_path, compose_train, monkeypatch):
-    train(compose_train(_overrides(tmp_path, "straight", steps=6)))
+    logging = ["trainer.log_every=3"]  # a log window spans the checkpoint at step 4
+    train(compose_train(_overrides(tmp_path, "straight", steps=6) + logging))
     original = Trainer._closure_step
 
     def dies_at_step_five(self, batch):
@@ -73,12 +74,13 @@ def test_a_killed_lbfgs_fit_resumes_to_the_same_weights(tmp_path, compose_train,
 
     monkeypatch.setattr(Trainer, "_closure_step", dies_at_step_five)
     with pytest.raises(KeyboardInterrupt):
-        train(compose_train(_overrides(tmp_path, "killed", steps=6)))
+        train(compose_train(_overrides(tmp_path, "killed", steps=6) + logging))
     monkeypatch.setattr(Trainer, "_closure_step", original)
-    train(compose_train(_overrides(tmp_path, "killed", steps=6)))  # resumes at step 4
+    train(compose_train(_overrides(tmp_path, "killed", steps=6) + logging))  # resumes at 4
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "killed")
 
 
 def test_adam_fits_through_the_same_objective_with_minibatches(tmp_path, compose_train):

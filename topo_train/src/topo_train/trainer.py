@@ -133,6 +133,10 @@ class Trainer:
         self.use_amp = settings.amp and device.type == "cuda" and not self.uses_closure
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        # sums of the metrics since the last log line: checkpointed, so a resumed run logs the
+        # same averages as one that never stopped
+        self.window: dict[str, float] = defaultdict(float)
+        self.window_steps = 0
         self.stopper = (
             EarlyStopping(settings.early_stopping) if settings.early_stopping is not None else None
         )
@@ -169,6 +173,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng,
             "early_stopping": None if self.stopper is None else self.stopper.state_dict(),
+            "window": {"sums": dict(self.window), "steps": self.window_steps},
             **self.checkpoint_extra(),
         }
 
@@ -189,6 +194,9 @@ class Trainer:
         self.step = int(state["step"])
         if self.stopper is not None and state.get("early_stopping") is not None:
             self.stopper.load_state_dict(state["early_stopping"])
+        window = state.get("window") or {"sums": {}, "steps": 0}  # older checkpoints: none
+        self.window = defaultdict(float, {k: float(v) for k, v in window["sums"].items()})
+        self.window_steps = int(window["steps"])
 
     def resume_if_possible(self, state: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """Resume from ``state`` (the checkpoint already read) or else from ``run_dir/last.pt``
@@ -326,8 +334,7 @@ class Trainer:
         steps_per_epoch = self.data.steps_per_epoch
         total = self.total_steps
         epoch, start_batch = divmod(self.step, steps_per_epoch)
-        window: dict[str, float] = defaultdict(float)
-        window_steps = 0
+        window = self.window
         last: dict[str, float] = {}
         stopped = self.stopper is not None and self.stopper.stopped
         finished_before = stopped or self.step >= total  # a re-run of a finished run
@@ -346,17 +353,17 @@ class Trainer:
                 metrics = self.train_step(batch)
                 for key, value in metrics.items():
                     window[key] += float(value)
-                window_steps += 1
+                self.window_steps += 1
                 bar.update(1)
                 at_end = self.step >= total
                 if self.step % settings.log_every == 0 or at_end:
-                    last = {k: v / window_steps for k, v in window.items()}
+                    last = {k: v / self.window_steps for k, v in window.items()}
                     last["lr"] = self.optimizer.param_groups[0]["lr"]
                     last["epoch"] = self.step / steps_per_epoch
                     bar.set_postfix(loss=f"{last.get('loss/total', math.nan):.4f}")
                     self._record(last)
                     window.clear()
-                    window_steps = 0
+                    self.window_steps = 0
                 epoch_end = self.step % steps_per_epoch == 0
                 validate_now = (
                     at_end
