@@ -20,13 +20,8 @@ from topo_models.retina.parameters import ParameterInfo, PhysicalParameter, Phys
 from topo_models.retina.presets import PRESETS, preset_parameters
 from topo_models.retina.resolution import Resolution
 from topo_models.retina.retina import Retina
-from topo_models.retina.stages import (
-    OPL,
-    Bipolar,
-    GanglionInput,
-    GanglionSpiking,
-    ganglion_nonlinearity,
-)
+from topo_models.retina.spiking import GanglionSpiking
+from topo_models.retina.stages import OPL, Bipolar, GanglionInput, ganglion_nonlinearity
 from topo_models.retina.virtualretina_xml import (
     VirtualRetinaConfig,
     read_virtualretina_xml,

@@ -28,7 +28,8 @@ from topo_models.errors import TopoError
 from topo_models.retina.parameters import ParameterInfo, PhysicalStage
 from topo_models.retina.presets import preset_parameters
 from topo_models.retina.resolution import Resolution
-from topo_models.retina.stages import OPL, Bipolar, GanglionInput, GanglionSpiking
+from topo_models.retina.spiking import GanglionSpiking
+from topo_models.retina.stages import OPL, Bipolar, GanglionInput
 from topo_models.retina.steady_state import set_steady_state
 from topo_models.retina.virtualretina_xml import read_virtualretina_xml
 

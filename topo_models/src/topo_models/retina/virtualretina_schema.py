@@ -8,7 +8,8 @@ Each mapping is ``xml-attribute → parameter name`` for one element; the stage 
 from __future__ import annotations
 
 from topo_models.retina.parameters import PhysicalParameter
-from topo_models.retina.stages import OPL, Bipolar, GanglionInput, GanglionSpiking
+from topo_models.retina.spiking import GanglionSpiking
+from topo_models.retina.stages import OPL, Bipolar, GanglionInput
 
 ROOT, RETINA = "retina-description-file", "retina"
 RESOLUTION_ATTRIBUTES = ("temporal-step__sec", "pixels-per-degree", "input-luminosity-range")
