@@ -16,6 +16,7 @@ Layout of ``output_dir`` (every file written atomically, so a kill leaves only w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -210,10 +211,10 @@ class RetinaRunner:
     # ------------------------------------------------------------------ the loop
 
     def _run_quietly(self) -> None:
-        try:
+        """The thread's target: ``run()`` keeps any error in ``self._error`` for ``wait()``
+        to re-raise, so it is not raised again here (a thread has nobody to raise to)."""
+        with contextlib.suppress(BaseException):
             self.run()
-        except BaseException:  # kept in self._error; wait() re-raises it
-            pass
 
     def _run(self) -> RunSummary:
         checkpoint = self._prepare()
