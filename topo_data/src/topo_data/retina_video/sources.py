@@ -1,4 +1,5 @@
-"""Movies for the retina models, streamed in chunks so that no source is ever loaded whole.
+"""Video sources of the retina models (arrays, .npy, iterables, stimuli), streamed in chunks
+so that no source is ever loaded whole (file sources: ``files.py``).
 
 A ``VideoSource`` yields float32 luminance chunks ``(batch, channels, t, height, width)`` that a
 ``Retina`` takes as they are; ``chunks(chunk, start)`` can restart at any frame, which is what
@@ -34,21 +35,6 @@ import torch
 
 from topo_data import retina_stimuli
 from topo_data.errors import TopoDataError
-
-__all__ = [
-    "BT601_WEIGHTS",
-    "STIMULI",
-    "ArraySource",
-    "ImageFileSource",
-    "ImageSequenceSource",
-    "IterableSource",
-    "NpySource",
-    "StimulusSource",
-    "VideoSource",
-    "frame_luminance",
-    "open_video",
-    "stimulus_source",
-]
 
 BT601_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights of R, G, B (they sum to 1)."""
@@ -301,128 +287,6 @@ class NpySource(ArraySource):
         return {**super().describe(), "kind": "npy", **_file_fingerprint(self.path)}
 
 
-# --------------------------------------------------------------------------- image files
-
-
-def _unreadable(path: Path, error: Exception) -> TopoDataError:
-    return TopoDataError(
-        "Cannot read this video file. GIF, PNG and TIFF stacks are read through Pillow and "
-        "tifffile; mp4, avi, mov and other codecs need an imageio backend: pip install av "
-        "(or pip install imageio-ffmpeg).",
-        file=path,
-        found=f"{type(error).__name__}: {error}",
-    )
-
-
-class ImageFileSource(VideoSource):
-    """A movie file (GIF, APNG, multi-page TIFF, or mp4/avi with pyav or imageio-ffmpeg),
-    decoded one frame at a time with imageio v3; ``start`` skips frames by decoding them.
-
-    Args:
-        path: the file.
-        luminance_range: luminance of the largest pixel value (255 for uint8).
-    """
-
-    def __init__(self, path: str | Path, luminance_range: float = 1.0) -> None:
-        import imageio.v3 as iio
-
-        self.path = _existing(path, "video file")
-        self.luminance_range = float(luminance_range)
-        self._tiff = self.path.suffix.lower() in TIFF_SUFFIXES
-        try:
-            if self._tiff:
-                with iio.imopen(self.path, "r", plugin="tifffile") as tiff:
-                    props = tiff.properties(index=Ellipsis, page=Ellipsis)
-            else:
-                props = iio.improps(self.path, index=Ellipsis)
-        except Exception as error:  # imageio raises OSError, ValueError, plugin errors
-            raise _unreadable(self.path, error) from error
-        self._per_page = _frames_per_page(props.shape[1:]) if self._tiff else 1
-        known = props.n_images is not None and (props.n_images > 0 or self._tiff)
-        self.n_frames = int(props.n_images) * self._per_page if known else None  # codecs: may be 0
-
-    def _frames(self) -> Iterator[np.ndarray]:
-        import imageio.v3 as iio
-
-        if self._tiff:  # page by page: tifffile's own iterator yields whole series
-            with iio.imopen(self.path, "r", plugin="tifffile") as tiff:
-                for page in range((self.n_frames or 0) // self._per_page):
-                    frames = tiff.read(index=Ellipsis, page=page)
-                    yield from (frames if self._per_page > 1 else [frames])
-        else:
-            yield from iio.imiter(self.path)
-
-    def _pieces(self, start: int) -> Iterator[np.ndarray]:
-        frames = self._frames()
-        index = 0
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                return
-            except Exception as error:
-                raise _unreadable(self.path, error) from error
-            if index >= start:
-                luminance = frame_luminance(frame, self.luminance_range, str(self.path))
-                _check_finite(luminance[None], str(self.path), index)
-                yield luminance[None, None, None]
-            index += 1
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "kind": "image_file",
-            "luminance_range": self.luminance_range,
-            **_file_fingerprint(self.path),
-        }
-
-
-def _frames_per_page(page_shape: tuple[int, ...]) -> int:
-    """Frames in one TIFF page: 1, or the first axis of a volume page ``(d, H, W)`` (last axis
-    not 1–4 channels) or ``(d, H, W, C)``; some writers put a whole stack in one page."""
-    volume = len(page_shape) == 4 or (len(page_shape) == 3 and page_shape[-1] > 4)
-    return int(page_shape[0]) if volume else 1
-
-
-class ImageSequenceSource(VideoSource):
-    """A folder of image files, one frame each, in sorted file-name order (zero-pad numbers)."""
-
-    def __init__(self, folder: str | Path, luminance_range: float = 1.0) -> None:
-        self.folder = _existing(folder, "image folder")
-        self.luminance_range = float(luminance_range)
-        self.files = sorted(
-            p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
-        if not self.files:
-            raise TopoDataError(
-                "The folder has no image files.",
-                file=self.folder,
-                expected=f"files ending in {', '.join(IMAGE_SUFFIXES)}",
-                found="none",
-            )
-        self.n_frames = len(self.files)
-
-    def _pieces(self, start: int) -> Iterator[np.ndarray]:
-        import imageio.v3 as iio
-
-        for index, path in enumerate(self.files[start:], start):
-            try:
-                frame = iio.imread(path)
-            except Exception as error:
-                raise _unreadable(path, error) from error
-            luminance = frame_luminance(frame, self.luminance_range, str(path))
-            _check_finite(luminance[None], str(path), index)
-            yield luminance[None, None, None]
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "kind": "image_sequence",
-            "path": str(self.folder.resolve()),
-            "files": [p.name for p in self.files],
-            "bytes": sum(p.stat().st_size for p in self.files),
-            "luminance_range": self.luminance_range,
-        }
-
-
 # --------------------------------------------------------------------------- iterables
 
 
@@ -535,19 +399,3 @@ def stimulus_source(name: str, luminance_range: float = 1.0, **arguments: object
             found=f"unknown {unknown}, missing {missing}",
         )
     return StimulusSource(name, arguments, float(luminance_range))
-
-
-def open_video(
-    video: str | Path | np.ndarray | torch.Tensor | VideoSource, luminance_range: float = 1.0
-) -> VideoSource:
-    """The right source for a path (``.npy``, an image folder, a movie file) or an array."""
-    if isinstance(video, VideoSource):
-        return video
-    if isinstance(video, (np.ndarray, torch.Tensor)):
-        return ArraySource(video, luminance_range)
-    path = _existing(video, "video")
-    if path.is_dir():
-        return ImageSequenceSource(path, luminance_range)
-    if path.suffix.lower() == ".npy":
-        return NpySource(path, luminance_range)
-    return ImageFileSource(path, luminance_range)
