@@ -1,22 +1,26 @@
 """Benchmark of the spatial costs of spatial networks (issue: spatial networks).
 
 Times one training step of the default SpatialMLP (widths 128-128-128-256, input 1×28×28,
-2 tasks × 10 labels, batch 256, Adam lr 5e-3, as reference/spatialnets.md §1.7/§1.13) with and
-without both costs on every spatial layer (proximity 3, transport 1, norm l1: the published
-example), steps alternating in ABBA order after a warm-up. A step is forward, multi-task cross
-entropy (sequential-style targets: one task per sample), the costs, backward and the Adam step;
-both steps of a pair use the same optimiser, by default torch's default Adam (the for-loop
-implementation on CPU) as ``experiment=spatial_multitask`` uses it (``--adam`` picks another).
+2 tasks × 10 labels, batch 256, the experiment's Adam with lr 5e-3: reference/spatialnets.md
+§1.7/§1.13) with and without both costs on every spatial layer (proximity 3, transport 1, norm
+l1: the published example), steps alternating in ABBA order after a warm-up. Both steps of a
+pair use the same optimiser: the fused Adam ``experiment=spatial_multitask`` uses (``--adam``
+picks torch's for-loop or foreach implementation instead).
 
-The line that counts is ``MultiTaskObjective.costs`` (``SpatialCosts``: both costs and their
-gradient in one C call and one autograd node, ``losses/native_costs.py``), what a CPU run uses,
-metrics included. For scale it also times the same costs written as plain autograd (one
+The line that counts is the run's step: ``Trainer.train_step`` of ``experiment=spatial_multitask``
+(its loss, optimiser, schedule and loop settings, composed from ``conf/``) — forward and
+backward inside the objective's ``direct_gradients`` block (the costs: one C call writing
+their gradient straight into ``.grad``, no graph), the optimiser step, the metrics summed as the
+loop sums them — against the same step of the α = β = 0 objective of a control run. For
+scale it also times the costs as one autograd node (``SpatialCosts``), as plain autograd (one
 ``proximity_cost`` / ``transport_cost`` per layer), ``ProximityCost`` + ``TransportCost`` on
-their per-cost C kernels and on the fused torch kernels (``TOPO_NATIVE_COSTS=0``), and the
-floor of any implementation (the positions joining the Adam step), and checks that they agree.
+their per-cost C kernels and on the fused torch kernels (``TOPO_NATIVE_COSTS=0``), and checks
+that all of them agree (values, and the gradients the run's step writes into ``.grad``).
 
-Prints one line per measurement: ``name: value unit (ratio X.XX vs <baseline>)`` and whether
-the costs a run uses stay within the budget (ratio ≤ 1.10).
+Prints one line per measurement: ``name: value unit (ratio X.XX vs <baseline>)`` — the ratio is
+the median over ABBA quartets of their time ratio (the VM's speed drifts between seconds, which
+a ratio of adjacent steps cancels), the ratio of the two medians beside it — and whether the
+run's costs stay within the budget (ratio ≤ 1.10).
 Run: ``python benchmarks/spatial_costs.py`` (about a minute on 2 cores).
 """
 
@@ -25,18 +29,34 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from topo_models.losses import ProximityCost, TransportCost, proximity_cost, transport_cost
+from topo_models.losses import (
+    ProximityCost,
+    SpatialCosts,
+    TransportCost,
+    proximity_cost,
+    transport_cost,
+)
 from topo_models.losses.native_costs import native_library
 from topo_models.spatial import IGNORE_INDEX, SpatialMLP, multitask_cross_entropy
-from topo_train.multitask_objective import MultiTaskObjective
-from topo_train.runtime import tune_cpu_allocator
+from topo_train.runtime import DistributedContext, tune_cpu_allocator
+from topo_train.tracking import NullTracker
+from topo_train.trainer import Trainer, parameter_groups
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 Costs = Callable[[SpatialMLP], torch.Tensor]
+Step = Callable[[], float]
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,15 +70,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--transport", type=float, default=1.0)
     parser.add_argument("--norm", choices=("l1", "l2"), default="l1")
     parser.add_argument("--warmup", type=int, default=30, help="steps of each kind first")
-    parser.add_argument("--rounds", type=int, default=200, help="ABBA rounds (2 steps each)")
+    parser.add_argument("--rounds", type=int, default=400, help="ABBA rounds (2 steps each)")
     parser.add_argument("--budget", type=float, default=1.10, help="allowed step-time ratio")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--adam",
         choices=("for-loop", "foreach", "fused"),
-        default="for-loop",
-        help="torch.optim.Adam implementation (experiment=spatial_multitask: torch's default, "
-        "the for-loop on CPU)",
+        default="fused",
+        help="torch.optim.Adam implementation (experiment=spatial_multitask: fused)",
     )
     return parser.parse_args()
 
@@ -96,20 +115,18 @@ def per_cost_objects(args: argparse.Namespace) -> Costs:
     return costs
 
 
-def run_costs(args: argparse.Namespace) -> Costs:
-    """What a run computes: the objective's costs (one ``SpatialCosts`` call), with the
-    metrics read as the trainer reads them (``float`` of each)."""
-    objective = MultiTaskObjective(
-        proximity=args.proximity, transport=args.transport, norm=args.norm
-    )
+def node_costs(args: argparse.Namespace) -> Costs:
+    """``SpatialCosts`` as an autograd node: one C call, its gradient handed over in backward
+    (what the objective computes outside the trainer's ``direct_gradients`` block)."""
+    costs = SpatialCosts(args.proximity, args.transport, norm=args.norm)
 
-    def costs(model: SpatialMLP) -> torch.Tensor:
-        total, metrics = objective.costs(model)
-        for value in metrics.values():
-            float(value)
-        return total
+    def total(model: SpatialMLP) -> torch.Tensor:
+        value, metrics = costs(model)
+        for metric in metrics.values():
+            float(metric)
+        return value
 
-    return costs
+    return total
 
 
 def torch_kernel_costs(args: argparse.Namespace) -> Costs:
@@ -128,30 +145,59 @@ def torch_kernel_costs(args: argparse.Namespace) -> Costs:
     return costs
 
 
-def adam_floor(args: argparse.Namespace) -> Costs:
-    """0 × Σ positions: the positions join the Adam step, which any implementation pays."""
+def optimiser(args: argparse.Namespace, model: SpatialMLP) -> torch.optim.Optimizer:
+    """The experiment's optimiser (``conf/``: Adam, lr 5e-3) in the ``--adam`` implementation."""
+    implementation = {
+        "for-loop": {"fused": None, "foreach": False},
+        "foreach": {"fused": None, "foreach": True},
+        "fused": {"fused": True},
+    }
+    build = instantiate(experiment_config().optim, **implementation[args.adam])
+    return build(parameter_groups(model, True))
 
-    def costs(model: SpatialMLP) -> torch.Tensor:
-        return 0.0 * sum(layer.positions.sum() for layer in model.spatial_layers().values())
 
-    return costs
-
-
-def compare(args: argparse.Namespace, costs: Costs) -> tuple[list[float], list[float]]:
-    """Wall times (s) of steps without and with ``costs``, interleaved A B B A."""
-    torch.manual_seed(args.seed)
-    model = SpatialMLP(n_tasks=args.tasks, labels=args.labels, widths=args.widths)
-    implementation = {"foreach": {"foreach": True}, "fused": {"fused": True}}
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=args.lr, **implementation.get(args.adam, {"foreach": False})
-    )
+def batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and sequential-style targets: one task per sample, -100 for the others."""
     images = torch.rand(args.batch, 1, 28, 28)
     targets = torch.full((args.batch, args.tasks), IGNORE_INDEX)
     tasks = torch.randint(0, args.tasks, (args.batch,))
     targets[torch.arange(args.batch), tasks] = torch.randint(0, args.labels, (args.batch,))
+    return images, targets
 
-    def step(with_costs: bool) -> float:
+
+def abba(args: argparse.Namespace, plain: Step, extra: Step) -> tuple[list[float], list[float]]:
+    """Wall times (s) of ``plain`` and ``extra`` steps, interleaved A B B A after a warm-up."""
+    for _ in range(args.warmup):
+        plain(), extra()
+    without, with_costs = [], []
+    for round_index in range(args.rounds):
+        if round_index % 2 == 0:
+            without.append(plain())
+            with_costs.append(extra())
+        else:
+            with_costs.append(extra())
+            without.append(plain())
+    return without, with_costs
+
+
+def timed(step: Callable[[], None]) -> Step:
+    def run() -> float:
         start = time.perf_counter()
+        step()
+        return time.perf_counter() - start
+
+    return run
+
+
+def compare(args: argparse.Namespace, costs: Costs) -> tuple[list[float], list[float]]:
+    """Steps of cross entropy alone and of cross entropy + ``costs``, one model and one
+    optimiser for both."""
+    torch.manual_seed(args.seed)
+    model = SpatialMLP(n_tasks=args.tasks, labels=args.labels, widths=args.widths)
+    optimizer = optimiser(args, model)
+    images, targets = batch(args)
+
+    def step(with_costs: bool) -> None:
         logits, _ = model(images)
         loss = multitask_cross_entropy(logits, targets)
         if with_costs:
@@ -159,19 +205,61 @@ def compare(args: argparse.Namespace, costs: Costs) -> tuple[list[float], list[f
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return time.perf_counter() - start
 
-    for _ in range(args.warmup):
-        step(False), step(True)
-    plain, with_costs = [], []
-    for round_index in range(args.rounds):
-        if round_index % 2 == 0:
-            plain.append(step(False))
-            with_costs.append(step(True))
-        else:
-            with_costs.append(step(True))
-            plain.append(step(False))
-    return plain, with_costs
+    return abba(args, timed(lambda: step(False)), timed(lambda: step(True)))
+
+
+def experiment_config() -> DictConfig:
+    """``conf/train.yaml`` composed with ``experiment=spatial_multitask``, as a run sees it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=["experiment=spatial_multitask"])
+
+
+def compare_run(args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """``Trainer.train_step`` of the experiment (its loss, optimiser, schedule and loop
+    settings) with the costs' objective and with the α = β = 0 objective of a control run:
+    one model, one optimiser and schedule for both; the metrics summed as the loop does."""
+    cfg = experiment_config()
+    torch.manual_seed(args.seed)
+    model = SpatialMLP(n_tasks=args.tasks, labels=args.labels, widths=args.widths)
+    optimizer = optimiser(args, model)
+    scheduler = instantiate(cfg.sched)(optimizer)
+    settings = instantiate(cfg.trainer, progress=False)
+    images, targets = batch(args)
+    run_dir = Path(tempfile.mkdtemp(prefix="spatial_costs_bench_"))
+
+    def trainer(**loss: float) -> Callable[[], None]:
+        objective = instantiate(cfg.loss, **loss)
+        loop = Trainer(
+            settings, model, objective, None, optimizer, scheduler, NullTracker(), run_dir,
+            torch.device("cpu"), DistributedContext(), checkpoint_extra=dict,
+        )  # fmt: skip
+
+        def step() -> None:
+            for key, value in loop.train_step((images, targets)).items():
+                loop.window[key] += float(value)
+
+        return step
+
+    spatial = trainer(proximity=args.proximity, transport=args.transport, norm=args.norm)
+    control = trainer(proximity=0.0, transport=0.0)
+    return abba(args, timed(control), timed(spatial))
+
+
+def report(label: str, base: list[float], extra: list[float]) -> float:
+    """Prints the medians and returns the ratio: the median over ABBA quartets (two rounds)
+    of their with/without time ratio, which the VM's drift between seconds cancels out of."""
+    quartets = [
+        (extra[i] + extra[i + 1]) / (base[i] + base[i + 1]) for i in range(0, len(base) - 1, 2)
+    ]
+    ratio = statistics.median(quartets)
+    print(
+        f"step with {label}: {statistics.median(extra) * 1000:.3f} ms median (ratio "
+        f"{ratio:.3f} vs the same step without costs, {statistics.median(base) * 1000:.3f} "
+        f"ms median; ratio of the medians {statistics.median(extra) / statistics.median(base):.3f})"
+    )
+    return ratio
 
 
 def main() -> None:
@@ -180,32 +268,39 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     torch.manual_seed(args.seed)
     model = SpatialMLP(n_tasks=args.tasks, labels=args.labels, widths=args.widths)
+    model.zero_grad(set_to_none=True)
+    direct, _ = SpatialCosts(args.proximity, args.transport, norm=args.norm).into_grad(model)
+    direct_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
     values = {
-        "one SpatialCosts call": run_costs(args)(model).item(),
+        "the run's C call (gradient into .grad)": direct,
+        "one SpatialCosts node": node_costs(args)(model).item(),
         "per-cost objects": per_cost_objects(args)(model).item(),
         "fused torch kernels": torch_kernel_costs(args)(model).item(),
     }
-    plain = plain_costs(args)(model).item()
+    plain_total = plain_costs(args)(model)
+    plain = plain_total.item()
     for name, value in values.items():
         assert abs(value - plain) <= 1e-5 * abs(plain), (name, value, plain)
-    print(f"costs at initialisation: plain autograd {plain:.6f}; {values}")
+    plain_total.backward()
+    plain_grads = [p.grad for p in model.parameters() if p.grad is not None]
+    for direct_grad, plain_grad in zip(direct_grads, plain_grads, strict=True):
+        torch.testing.assert_close(direct_grad, plain_grad, rtol=1e-4, atol=1e-7)
+    print(f"costs at initialisation: plain autograd {plain:.6f}; {values} (gradients agree)")
     print(f"Adam implementation (both steps): {args.adam}")
 
     variants = (
         ("plain autograd costs (both)", plain_costs(args)),
-        ("positions in the Adam step only (floor)", adam_floor(args)),
         ("fused torch kernels, both costs (TOPO_NATIVE_COSTS=0)", torch_kernel_costs(args)),
         ("C kernels per cost (ProximityCost + TransportCost)", per_cost_objects(args)),
-        ("the run's costs (MultiTaskObjective.costs: one C call)", run_costs(args)),
+        ("one C call as an autograd node (SpatialCosts)", node_costs(args)),
     )
     for label, costs in variants:
-        base, extra = compare(args, costs)
-        ratio = statistics.median(extra) / statistics.median(base)
-        print(
-            f"step with {label}: {statistics.median(extra) * 1000:.3f} ms median (ratio "
-            f"{ratio:.3f} vs the same step without costs, {statistics.median(base) * 1000:.3f} "
-            f"ms; cheapest steps ratio {min(extra) / min(base):.3f})"
-        )
+        report(label, *compare(args, costs))
+    ratio = report(
+        "the run's costs (Trainer.train_step: MultiTaskObjective, direct_gradients)",
+        *compare_run(args),
+    )
     print(
         f"the run's costs within budget (ratio <= {args.budget:.2f}): {ratio <= args.budget} "
         f"(batch {args.batch}, widths {'-'.join(map(str, args.widths))}, "

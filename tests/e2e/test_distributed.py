@@ -61,6 +61,37 @@ def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
     assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
 
 
+def test_ddp_spatial_multitask_run_moves_the_positions_by_their_costs(tmp_path):
+    """Under DDP the costs stay an autograd node (the reducer waits for every parameter's
+    gradient in backward): the positions, which only the costs move, change step by step —
+    proximity depends on the positions alone, so its logged value changes with them."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29534",
+        "-m",
+        "topo_train",
+        "experiment=spatial_multitask",
+        f"run_dir={tmp_path / 'run'}",
+        "trainer.device=cpu",
+        "tracking=none",
+        "trainer.progress=false",
+        "trainer.max_epochs=null",
+        "trainer.max_steps=3",
+        "trainer.log_every=1",
+        "trainer.val_every_epochs=0",
+        "model.widths=[16,16]",
+        "data.batch_size=32",
+    ]
+    result = run_ok(command, tmp_path)
+    assert "distributed: rank 1 of 2" in result.stdout + result.stderr
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    proximity = [json.loads(line)["proximity/hidden1"] for line in lines if "proximity" in line]
+    assert len(proximity) == 3 and len(set(proximity)) == 3, proximity
+
+
 def test_submitit_launcher_runs_a_ddp_job_with_two_tasks(tmp_path):
     """The SLURM path, run locally: hydra-submitit-launcher starts one task per (virtual) GPU."""
     overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("run_dir=")]

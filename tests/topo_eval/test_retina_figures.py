@@ -15,7 +15,6 @@ from topo_eval.retina_figures import (
 from topo_models import TopoError
 from topo_models.retina import Retina
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

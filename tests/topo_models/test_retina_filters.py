@@ -16,7 +16,6 @@ from topo_models.retina.filters import (
     gaussian_kernel_1d,
 )
 
-
 # tiny per-step ops are dominated by thread hand-off on a shared 2-core CPU
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

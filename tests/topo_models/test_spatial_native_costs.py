@@ -299,3 +299,49 @@ def test_one_call_costs_do_not_depend_on_the_number_of_threads(library):
     (a, values_a, grads_a), (b, values_b, grads_b) = results
     assert torch.equal(a, b) and values_a == values_b
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_costs_into_grad_give_the_graph_costs_total_and_gradient_in_grad(library, norm):
+    """SpatialCosts.into_grad: the same total as a call, as a float, and scale × the gradient
+    in .grad at once — a new tensor where it was None, added where it was not — no graph."""
+    model = SpatialCNN(channels=(3, 6), labels=4, seed=1)
+    costs = SpatialCosts(proximity=3.0, transport=0.7, norm=norm)
+    graph_total, graph_values = costs(model)
+    expected = _grads(model, -2.5 * graph_total)
+    model.zero_grad(set_to_none=True)
+    existing = torch.randn(model.conv2.weight.shape)  # a gradient already there
+    model.conv2.weight.grad = existing.clone()
+    total, values = costs.into_grad(model, scale=lambda: -2.5)
+    assert isinstance(total, float) and total == graph_total.item() and values == graph_values
+    for name, parameter in model.named_parameters():
+        if name not in expected:
+            assert parameter.grad is None, name  # no zero gradient for an uncovered parameter
+            continue
+        want = expected[name] + existing.double() if name == "conv2.weight" else expected[name]
+        torch.testing.assert_close(parameter.grad.double(), want, rtol=1e-5, atol=1e-7, msg=name)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    costs.into_grad(model)  # a second call adds (the gradients of two calls, as autograd)
+    for name, parameter in model.named_parameters():
+        if name in grads and name != "conv2.weight":
+            torch.testing.assert_close(parameter.grad, grads[name] * (1 - 1 / 2.5), msg=name)
+
+
+def test_costs_into_grad_stay_in_the_graph_where_they_cannot_write_grad(library, monkeypatch):
+    """No autograd, a wrapped (data-parallel) model, float64 or the torch kernels: the call's
+    differentiable total (or a plain number without autograd), no .grad written."""
+    model = SpatialMLP(widths=(16, 8), seed=2)
+    costs = SpatialCosts(proximity=3.0, transport=1.0, norm="l1")
+    reference = costs(model)[0].item()
+    with torch.no_grad():
+        total, _ = costs.into_grad(model)
+    assert total.item() == reference and total.grad_fn is None
+    total, _ = costs.into_grad(torch.nn.DataParallel(model))
+    assert "NativeSpatialCosts" in type(total.grad_fn).__name__
+    total, _ = costs.into_grad(SpatialMLP(widths=(16, 8), seed=2).double())
+    assert total.dtype == torch.float64 and total.grad_fn is not None
+    monkeypatch.setenv("TOPO_NATIVE_COSTS", "0")
+    native_library.cache_clear()
+    total, _ = SpatialCosts(proximity=3.0, transport=1.0, norm="l1").into_grad(model)
+    assert total.grad_fn is not None and total.item() == pytest.approx(reference, rel=1e-5)
+    assert all(p.grad is None for p in model.parameters())

@@ -81,3 +81,80 @@ def test_the_control_run_computes_no_cost(kernels):
     loss, _ = objective(model, _batch(model))
     loss.backward()
     assert all(layer.positions.grad is None for layer in model.spatial_layers().values())
+
+
+def test_direct_gradients_give_the_graph_gradients_after_backward(kernels):
+    """Forward and backward inside direct_gradients(scale), .grad zeroed before: the same loss
+    and the same .grad as backward of scale × the ordinary loss — bit for bit on the C path
+    (one sum per parameter either way); the torch kernels stay in the graph."""
+    torch.manual_seed(0)
+    model = SpatialMLP(input_shape=(1, 4, 4), widths=(12, 9), labels=3, seed=1)
+    objective = MultiTaskObjective(proximity=3.0, transport=0.5, norm="l1")
+    batch = _batch(model)
+    loss, _ = objective(model, batch)
+    (4.0 * loss).backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    with objective.direct_gradients(scale=lambda: 4.0):
+        direct_loss, metrics = objective(model, batch)
+        assert direct_loss.item() == loss.item() and direct_loss.requires_grad
+        if kernels == "c-kernels":  # written in forward, before any backward
+            assert model.hidden1.positions.grad is not None
+        (4.0 * direct_loss).backward()
+    assert float(metrics["loss/proximity"]) > 0
+    for name, parameter in model.named_parameters():
+        if kernels == "c-kernels":
+            assert torch.equal(parameter.grad, expected[name]), name
+        else:
+            torch.testing.assert_close(parameter.grad, expected[name], msg=name)
+
+
+def test_direct_gradients_blocks_end_and_do_not_nest(kernels):
+    model = SpatialMLP(input_shape=(1, 4, 4), widths=(5,), labels=2, seed=1)
+    objective = MultiTaskObjective(proximity=3.0, transport=1.0)
+    with pytest.raises(ValueError, match="failed"):
+        with objective.direct_gradients():
+            raise ValueError("the step failed")
+    with objective.direct_gradients():
+        with pytest.raises(RuntimeError, match="do not nest"):
+            with objective.direct_gradients():
+                pass
+    loss, _ = objective(model, _batch(model))  # outside a block: an ordinary graph again
+    assert model.hidden1.positions.grad is None and loss.grad_fn is not None
+    loss.backward()
+    assert model.hidden1.positions.grad is not None
+
+
+def test_the_trainer_steps_to_the_weights_of_a_plain_autograd_loop(kernels, tmp_path):
+    """Trainer.train_step opens the objective's direct_gradients block (gradients zeroed
+    first): three steps reach the same weights, bit for bit, as a plain loop that
+    differentiates the ordinary loss."""
+    from topo_train.runtime import DistributedContext
+    from topo_train.settings import TrainerSettings
+    from topo_train.tracking import NullTracker
+    from topo_train.trainer import Trainer
+
+    def fresh() -> tuple[SpatialMLP, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = SpatialMLP(input_shape=(1, 4, 4), widths=(12, 9), labels=3, seed=1)
+        return model, torch.optim.Adam(model.parameters(), lr=0.05, fused=True)
+
+    objective = MultiTaskObjective(proximity=3.0, transport=0.5, norm="l1")
+    batches = [_batch(SpatialMLP(input_shape=(1, 4, 4), labels=3, seed=s)) for s in range(3)]
+    plain_model, plain_optimizer = fresh()
+    for batch in batches:
+        plain_optimizer.zero_grad(set_to_none=True)
+        objective(plain_model, batch)[0].backward()
+        plain_optimizer.step()
+    model, optimizer = fresh()
+    trainer = Trainer(
+        TrainerSettings(max_steps=3, progress=False, tune_allocator=False),
+        model, objective, None, optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0),
+        NullTracker(), tmp_path, torch.device("cpu"), DistributedContext(), checkpoint_extra=dict,
+    )  # fmt: skip
+    for batch in batches:
+        trainer.train_step(batch)
+    plain = dict(plain_model.named_parameters())
+    for name, weight in model.named_parameters():
+        assert torch.equal(weight, plain[name]), name
+    assert not torch.equal(model.hidden1.positions, fresh()[0].hidden1.positions)  # it trained

@@ -13,6 +13,7 @@ accuracies are exact for any number of labels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from topo_models.spatial import multitask_cross_entropy, task_correct_counts
 from topo_train.trainer import to_device
 
 NORMS = ("l1", "l2")
+METRIC_NAMES = {"proximity": "loss/proximity", "transport": "loss/transport"}  # the means
 
 
 def _strength(value: float, field: str) -> float:
@@ -80,6 +82,20 @@ class MultiTaskObjective(nn.Module):
             self.proximity, self.transport, self.where, norm=norm, eps=eps
         )
         self.label_smoothing = float(label_smoothing)
+        self._gradient_scale: Callable[[], float] | None = None  # inside direct_gradients()
+
+    def direct_gradients(self, scale: Callable[[], float] = lambda: 1.0) -> _DirectGradients:
+        """A block (``with objective.direct_gradients(scale): ...``) inside which the costs
+        write their gradient straight into ``.grad`` during forward (``scale()`` × it: the
+        loss scale of mixed precision), instead of joining the graph: the block must start
+        with ``.grad`` zeroed and hold the backward of the loss; the gradients after
+        backward are those of the ordinary loss.
+
+        Why: the costs' gradient is final in their forward C call, and an autograd node for
+        it costs ~4 % of a training step. The trainer opens this block; outside it (a user's
+        own loop, ``torch.autograd.grad``) the costs are an ordinary graph node.
+        """
+        return _DirectGradients(self, scale)
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, before training, a ``where`` naming a missing or non-spatial layer."""
@@ -93,17 +109,19 @@ class MultiTaskObjective(nn.Module):
                 found=getattr(error, "found", None),
             ) from error
 
-    def costs(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+    def costs(
+        self, model: nn.Module
+    ) -> tuple[torch.Tensor | float, dict[str, float | torch.Tensor]]:
         """α · proximity + β · transport, with every layer's value for logging (host floats
-        on the C path; a cost of strength 0 is not computed: a control run)."""
+        on the C path; a cost of strength 0 is not computed: a control run). Inside
+        ``direct_gradients`` the total may be a plain float (its gradient is in ``.grad``)."""
         if self.proximity == 0.0 and self.transport == 0.0:
             return torch.zeros((), device=next(model.parameters()).device), {}
-        total, values = self.spatial_costs(model)
-        metrics = {
-            (f"loss/{key}" if key in ("proximity", "transport") else key): value
-            for key, value in values.items()
-        }
-        return total, metrics
+        if self._gradient_scale is None:
+            total, values = self.spatial_costs(model)
+        else:
+            total, values = self.spatial_costs.into_grad(model, self._gradient_scale)
+        return total, {METRIC_NAMES.get(key, key): value for key, value in values.items()}
 
     def forward(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs, targets = batch
@@ -151,3 +169,19 @@ class MultiTaskObjective(nn.Module):
         for index, (c, n) in enumerate(zip(correct.tolist(), counted.tolist(), strict=True)):
             metrics[f"{prefix}/accuracy/task{index}"] = c / n if n else math.nan
         return metrics
+
+
+class _DirectGradients:
+    """``MultiTaskObjective.direct_gradients``' block (a class: a generator-based context
+    manager costs more than what it saves at this size)."""
+
+    def __init__(self, objective: MultiTaskObjective, scale: Callable[[], float]) -> None:
+        self.objective, self.scale = objective, scale
+
+    def __enter__(self) -> None:
+        if self.objective._gradient_scale is not None:
+            raise RuntimeError("direct_gradients blocks do not nest")
+        self.objective._gradient_scale = self.scale
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.objective._gradient_scale = None

@@ -14,6 +14,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,10 @@ class Trainer:
     Args:
         settings: loop settings.
         model: the trunk (already on ``device``; wrapped in DDP when distributed).
-        objective: module with ``forward(model, batch) -> (loss, metrics)``.
+        objective: module with ``forward(model, batch) -> (loss, metrics)``; one with
+            ``direct_gradients(scale)`` (a context manager) gets forward and backward run
+            inside it, the gradients zeroed first, so that it can write gradients it knows in
+            closed form straight into ``.grad`` (times ``scale()``, the loss scale).
         data: data module with ``train_loader(epoch, start_batch)``, ``steps_per_epoch`` and
             ``val_loader()``.
         optimizer: optimiser over the model's parameters.
@@ -239,6 +243,13 @@ class Trainer:
                 found=float(loss),
             )
 
+    def _gradients(self) -> AbstractContextManager:
+        """Around forward and backward (``.grad`` zeroed before): the objective's
+        ``direct_gradients`` block if it has one (gradients it knows in closed form, written
+        into ``.grad`` during forward, scaled as the loss is), else nothing."""
+        direct = getattr(self.objective, "direct_gradients", None)
+        return nullcontext() if direct is None else direct(self.scaler.get_scale)
+
     def _closure_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One step of a closure optimiser (LBFGS): it evaluates loss and gradients itself,
         as often as its line search needs; the metrics are those of its first evaluation."""
@@ -246,9 +257,10 @@ class Trainer:
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            loss, metrics = self.objective(self.model, batch)
-            self._check_finite(loss)
-            loss.backward()
+            with self._gradients():
+                loss, metrics = self.objective(self.model, batch)
+                self._check_finite(loss)
+                loss.backward()
             if self.settings.grad_clip_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
             if not first:
@@ -266,11 +278,12 @@ class Trainer:
         batch = to_device(batch, self.device)
         if self.uses_closure:
             return self._closure_step(batch)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            loss, metrics = self.objective(self.model, batch)
-        self._check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        with self._gradients():
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                loss, metrics = self.objective(self.model, batch)
+            self._check_finite(loss)
+            self.scaler.scale(loss).backward()
         if self.settings.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)

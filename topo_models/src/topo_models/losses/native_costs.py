@@ -43,7 +43,10 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
-from topo_models.losses.native_costs_source import C_SOURCE
+from topo_models.losses.native_costs_network_source import NETWORK_SOURCE
+from topo_models.losses.native_costs_source import PAIR_SOURCE
+
+C_SOURCE = PAIR_SOURCE + NETWORK_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,13 @@ def _declare(library: ctypes.CDLL) -> None:
     library.spatial_costs.argtypes = [pointer] * 5
     library.spatial_costs_work.argtypes = [pointer]
     library.spatial_costs_work.restype = long
-    for name in ("proximity", "scale_rows", "transport", "transport_backward", "spatial_costs"):
+    for name in (
+        "proximity",
+        "scale_rows",
+        "transport",
+        "transport_backward",
+        "spatial_costs",
+    ):
         getattr(library, name).restype = None
 
 
@@ -304,88 +313,3 @@ class NativeTransport(torch.autograd.Function):
             out.data_ptr(),
         )
         return (None, None, None, None, None, *out.split(sizes), *wgrad)
-
-
-class CostLayout:
-    """What one ``spatial_costs`` call reads, packed once, and the buffers it reuses: its
-    scratch space, the table of tensor addresses, and ``values``, host floats
-    ``[P_1..P_Lp, T_1..T_Lt, mean P, mean T]`` rewritten by every call (read them before the
-    next; a layout serves one thread).
-
-    Args:
-        sizes: rows of each position tensor (the owners), all ``(N_u, dim)``.
-        dim: the dimension of the positions.
-        eps: added under every square root.
-        proximity: the owner of each proximity layer.
-        post / pre: the owners of each transport layer and of its predecessor.
-        kernels: kh * kw of each transport weight (1 for a linear layer).
-        norm: ``"l1"`` or ``"l2"``.
-        alpha / beta: the strengths the two means are weighted by in the total.
-    """
-
-    def __init__(
-        self,
-        sizes: Sequence[int],
-        dim: int,
-        eps: float,
-        proximity: Sequence[int],
-        post: Sequence[int],
-        pre: Sequence[int],
-        kernels: Sequence[int],
-        norm: str,
-        alpha: float,
-        beta: float,
-    ) -> None:
-        self.sizes, self.dim = list(sizes), dim
-        self.n_owners, self.n_points = len(sizes), sum(sizes)
-        head = [len(sizes), dim, len(proximity), len(post), 1 if norm == "l1" else 2]
-        self.shape = _longs([*head, *sizes, *proximity, *post, *pre, *kernels])
-        self.constants = (ctypes.c_double * 3)(eps, alpha, beta)
-        # points, weights, the points' gradient, the weights' gradients, the total
-        self.addresses = (ctypes.c_void_p * (len(sizes) + 2 * len(post) + 2))()
-        self.work = (ctypes.c_float * native_library().spatial_costs_work(self.shape))()
-        self.values = (ctypes.c_float * (len(proximity) + len(post) + 2))()
-
-
-class NativeSpatialCosts(torch.autograd.Function):
-    """``alpha · mean P + beta · mean T`` of ``tensors`` = the position tensors, then the
-    transport weights (float32, CPU, contiguous); each layer's value lands in
-    ``layout.values``.
-
-    Why one node: forward already has the gradient of the total in closed form, so backward
-    only hands it over (scaled when the upstream gradient is not 1) — no per-layer graph, no
-    second pass over the pairs.
-    """
-
-    @staticmethod
-    def forward(ctx, layout: CostLayout, *tensors: torch.Tensor) -> torch.Tensor:
-        total = torch.empty(())
-        grad = torch.empty(layout.n_points, layout.dim)
-        wgrad = [torch.empty_like(w) for w in tensors[layout.n_owners :]]
-        layout.addresses[:] = [t.data_ptr() for t in (*tensors, grad, *wgrad, total)]
-        native_library().spatial_costs(
-            layout.shape, layout.constants, layout.addresses, layout.work, layout.values
-        )
-        ctx.grads = (grad, wgrad)
-        ctx.sizes = layout.sizes
-        return total
-
-    @staticmethod
-    def backward(ctx, upstream: torch.Tensor):
-        # Not once_differentiable (its wrapper costs more than the rest of this backward):
-        # the check below refuses a double backward instead.
-        if torch.is_grad_enabled():
-            raise RuntimeError("the native spatial costs have no double backward")
-        if ctx.grads is None:
-            raise RuntimeError(
-                "the native spatial costs support one backward per forward (no retain_graph reuse)"
-            )
-        # Handed over, not copied: dropping ctx's references lets autograd adopt the buffers
-        # as the parameters' .grad instead of cloning them.
-        (grad, wgrad), ctx.grads = ctx.grads, None
-        scale = float(upstream)
-        if scale != 1.0:
-            grad.mul_(scale)
-            for w in wgrad:
-                w.mul_(scale)
-        return (None, *grad.split(ctx.sizes), *wgrad)

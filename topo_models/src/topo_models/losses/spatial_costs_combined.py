@@ -1,34 +1,42 @@
 """Both spatial-network costs, weighted, in one call: the objective's ``SpatialCosts``.
 
-On CPU float32 this is one C call and one autograd node (``native_costs.NativeSpatialCosts``)
-for every layer's proximity and transport and the gradient of their weighted sum; elsewhere it
-adds the totals of ``ProximityCost`` and ``TransportCost`` (``spatial_costs``).
+On CPU float32 this is one C call and one autograd node (``native_costs_combined``) for every
+layer's proximity and transport and the gradient of their weighted sum; elsewhere it adds the
+totals of ``ProximityCost`` and ``TransportCost`` (``spatial_costs``). A training loop may also
+have that gradient written straight into ``.grad``, with no graph (``SpatialCosts.into_grad``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.losses.native_costs import (
-    MAX_OWNERS,
-    MAX_TASKS,
+from topo_models.losses.native_costs import MAX_OWNERS, MAX_TASKS, native_library
+from topo_models.losses.native_costs_combined import (
     CostLayout,
     NativeSpatialCosts,
-    native_library,
+    spatial_costs_call,
 )
 from topo_models.losses.spatial_costs import (
     DISTANCE_EPS,
     ProximityCost,
     TransportCost,
     _LayerCost,
-    _signature,
     unwrap_model,
 )
+
+_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def _parameter(module: nn.Module, name: str) -> torch.Tensor:
+    """``module.<name>``, read from its parameter table when it is there (a third of the
+    time of ``nn.Module.__getattr__``, which runs nine times a training step here)."""
+    found = module._parameters.get(name)
+    return found if found is not None else getattr(module, name)
 
 
 def _index_of(module: nn.Module, owners: list[nn.Module]) -> int:
@@ -90,34 +98,81 @@ class SpatialCosts(_LayerCost):
 
     def __call__(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
         model = unwrap_model(model)
-        owners, weight_modules, proximity, post, pre, kept = self._resolve_cached(model)
-        positions = [owner.positions for owner in owners]
-        weights = [module.weight for module in weight_modules]
-        tensors = positions + weights
-        if not tensors:  # nothing to compute
+        native = self._native_inputs(model)
+        if native is None:
             return self._separate(model)
-        layout = self._cached_plan(
-            _signature(tensors), lambda: self._layout(positions, weights, proximity, post, pre)
-        )
-        if (
-            layout is None
-            or native_library() is None  # switched off since the layout was built
-            or not all(t.is_contiguous() for t in tensors)
-        ):
-            return self._separate(model)
+        layout, tensors, kept = native
         total = NativeSpatialCosts.apply(layout, *tensors)
-        values = layout.values[:]  # host floats: nothing to detach, no float() per metric
+        values = layout.values  # host floats: nothing to detach, no float() per metric
         return total, {key: values[index] for key, index in kept}
 
-    def _layout(self, positions, weights, proximity, post, pre) -> CostLayout | None:
-        """The C call's layout, or None where the C kernels do not apply (device, dtype,
-        positions of different dimensions, no compiler)."""
+    def into_grad(
+        self, model: nn.Module, scale: float | Callable[[], float] = 1.0
+    ) -> tuple[torch.Tensor | float, dict[str, float | torch.Tensor]]:
+        """``(total, values)`` as a call, but where the C kernels apply the gradient goes
+        straight into ``.grad`` — ``scale`` × it (``scale`` may be a callable, called only
+        then), as a new tensor where ``.grad`` is None, added where it is not — and the
+        total is a plain float, with no graph. Add the total to the loss either way.
+
+        Why: the costs' gradient is final in the forward C call, and an autograd node for
+        it (building it, running it in backward) costs ~4 % of a spatial MLP's training
+        step. A loop that zeroes ``.grad`` before the forward and runs backward after it
+        gets the same gradients (the trainer's ``direct_gradients`` block). Elsewhere (other
+        devices or dtypes, a data-parallel model, whose reducer waits for every parameter's
+        gradient in backward, or autograd off) it is the call: a differentiable total, no
+        ``.grad`` touched.
+        """
+        native = None
+        if torch.is_grad_enabled() and not isinstance(model, _WRAPPERS):
+            native = self._native_inputs(model)
+        if native is None:
+            return self(model)
+        layout, tensors, kept = native
+        total, grads = spatial_costs_call(layout, tensors, as_float=True)
+        factor = float(scale() if callable(scale) else scale)
+        if factor != 1.0:
+            torch._foreach_mul_(grads, factor)
+        present, adding = [], []
+        for tensor, grad in zip(tensors, grads, strict=True):
+            if tensor.grad is None:
+                tensor.grad = grad  # adopted: a fresh buffer of the tensor's own layout
+            else:
+                present.append(tensor.grad)
+                adding.append(grad)
+        if present:
+            with torch.no_grad():  # (a .grad may carry a graph of its own)
+                torch._foreach_add_(present, adding)
+        values = layout.values
+        return total, {key: values[index] for key, index in kept}
+
+    def _native_inputs(self, model: nn.Module):
+        """``(layout, tensors, kept)`` of the C call on ``model``, or None where it does not
+        apply: the layout, the position tensors then the transport weights, and the logging
+        keys with their index in ``layout.values``."""
+        owners, weight_modules, proximity, post, pre, kept = self._resolve_cached(model)
+        positions = [_parameter(owner, "positions") for owner in owners]
+        weights = [_parameter(module, "weight") for module in weight_modules]
         tensors = positions + weights
+        if not tensors:  # nothing to compute
+            return None
+        layout = self._cached_plan(
+            tuple([t.shape for t in tensors]),
+            lambda: self._layout(positions, weights, proximity, post, pre),
+        )
+        if layout is None or native_library() is None:  # (switched off since it was built)
+            return None
+        for t in tensors:  # what the C code reads: the layout's shapes, and these
+            if t.dtype is not torch.float32 or not t.is_cpu or not t.is_contiguous():
+                return None
+        return layout, tensors, kept
+
+    def _layout(self, positions, weights, proximity, post, pre) -> CostLayout | None:
+        """The C call's layout, or None where the C kernels do not apply (positions of
+        different dimensions, too many layers, no compiler)."""
         if (
             len({p.shape[1] for p in positions}) != 1
             or len(positions) > MAX_OWNERS
             or len(proximity) + len(post) > MAX_TASKS
-            or not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             or native_library() is None
         ):
             return None
