@@ -49,9 +49,10 @@ from topo_models.losses import (
 )
 from topo_models.losses.native_costs import native_library
 from topo_models.spatial import IGNORE_INDEX, SpatialMLP, multitask_cross_entropy
+from topo_train.optimisers import parameter_groups
 from topo_train.runtime import DistributedContext, tune_cpu_allocator
 from topo_train.tracking import NullTracker
-from topo_train.trainer import Trainer, parameter_groups
+from topo_train.trainer import Trainer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -22,7 +22,7 @@ from torch import nn
 from topo_models import TopoError
 from topo_models.losses import SpatialCosts
 from topo_models.spatial import multitask_cross_entropy, task_correct_counts
-from topo_train.trainer import to_device
+from topo_train.batches import to_device
 
 NORMS = ("l1", "l2")
 METRIC_NAMES = {"proximity": "loss/proximity", "transport": "loss/transport"}  # the means

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from topo_models import TopoError
-from topo_train.trainer import to_device
+from topo_train.batches import to_device
 
 POISSON_EPS = 1e-12  # neuralpredictors 0.3.0's PoissonLoss
 

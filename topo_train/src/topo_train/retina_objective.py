@@ -29,7 +29,7 @@ from topo_models.retina.fit_metrics import (
     poisson_nll,
     window_rates,
 )
-from topo_train.trainer import to_device
+from topo_train.batches import to_device
 
 
 class RetinaPoissonObjective(nn.Module):

@@ -20,6 +20,7 @@ from topo_models import TopoError
 from topo_models.positions import NetworkPositions, layer_dims
 from topo_train.checkpoint import atomic_torch_save, find_checkpoint, load_checkpoint
 from topo_train.config_diff import config_differences
+from topo_train.optimisers import parameter_groups
 from topo_train.runtime import (
     close_distributed,
     export_submitit_environment,
@@ -30,7 +31,7 @@ from topo_train.runtime import (
 )
 from topo_train.sheet_figure import save_sheet_figure
 from topo_train.tracking import NullTracker
-from topo_train.trainer import Trainer, parameter_groups
+from topo_train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -24,58 +24,20 @@ from tqdm.auto import tqdm
 
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
+from topo_train.batches import to_device
 from topo_train.checkpoint import (
     find_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from topo_train.early_stopping import STOP, EarlyStopping
+from topo_train.optimisers import is_plateau, uses_closure
 from topo_train.runtime import DistributedContext
 from topo_train.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
-NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 METRICS_FILE = "metrics.jsonl"
-
-
-def parameter_groups(model: nn.Module, weight_decay_on_norm: bool) -> list[dict[str, Any]]:
-    """Parameters split so normalisation layers can skip weight decay (as TDANN's SGD did)."""
-    if weight_decay_on_norm:
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    norm_ids = {
-        id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()
-    }
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if id(p) not in norm_ids]},
-        {"params": [p for p in params if id(p) in norm_ids], "weight_decay": 0.0},
-    ]
-    # LBFGS takes exactly one group: a model without norm layers gives it one
-    return [group for group in groups if group["params"]] or groups[:1]
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors moved to ``device`` inside tensors, lists, tuples, named tuples and dicts."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
-        return type(batch)(*(to_device(item, device) for item in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(item, device) for item in batch)
-    if isinstance(batch, Mapping):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    return batch
-
-
-def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Optimisers whose ``step`` must re-evaluate the loss (``step(closure)``): LBFGS."""
-    return isinstance(optimizer, torch.optim.LBFGS)
-
-
-def is_plateau(scheduler: Any) -> bool:
-    """Schedulers stepped with a validation metric rather than once per optimiser step."""
-    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 class Trainer:
