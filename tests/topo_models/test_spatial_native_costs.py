@@ -325,6 +325,10 @@ def test_costs_into_grad_give_the_graph_costs_total_and_gradient_in_grad(library
     for name, parameter in model.named_parameters():
         if name in grads and name != "conv2.weight":
             torch.testing.assert_close(parameter.grad, grads[name] * (1 - 1 / 2.5), msg=name)
+    model.zero_grad(set_to_none=True)
+    model.conv1.positions.requires_grad_(False)  # frozen: no gradient, as autograd gives none
+    costs.into_grad(model)
+    assert model.conv1.positions.grad is None and model.conv2.positions.grad is not None
 
 
 def test_costs_into_grad_stay_in_the_graph_where_they_cannot_write_grad(library, monkeypatch):

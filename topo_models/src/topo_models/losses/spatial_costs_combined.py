@@ -110,8 +110,9 @@ class SpatialCosts(_LayerCost):
         self, model: nn.Module, scale: float | Callable[[], float] = 1.0
     ) -> tuple[torch.Tensor | float, dict[str, float | torch.Tensor]]:
         """``(total, values)`` as a call, but where the C kernels apply the gradient goes
-        straight into ``.grad`` — ``scale`` × it (``scale`` may be a callable, called only
-        then), as a new tensor where ``.grad`` is None, added where it is not — and the
+        straight into ``.grad`` of every tensor that requires one — ``scale`` × it (``scale``
+        may be a callable, called only then), as a new tensor where ``.grad`` is None, added
+        where it is not — and the
         total is a plain float, with no graph. Add the total to the loss either way.
 
         Why: the costs' gradient is final in the forward C call, and an autograd node for
@@ -134,6 +135,8 @@ class SpatialCosts(_LayerCost):
             torch._foreach_mul_(grads, factor)
         present, adding = [], []
         for tensor, grad in zip(tensors, grads, strict=True):
+            if not tensor.requires_grad:  # frozen: autograd would give it no gradient either
+                continue
             if tensor.grad is None:
                 tensor.grad = grad  # adopted: a fresh buffer of the tensor's own layout
             else:
