@@ -32,6 +32,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -210,6 +211,7 @@ def compare(args: argparse.Namespace, costs: Costs) -> tuple[list[float], list[f
     return abba(args, timed(lambda: step(False)), timed(lambda: step(True)))
 
 
+@cache
 def experiment_config() -> DictConfig:
     """``conf/train.yaml`` composed with ``experiment=spatial_multitask``, as a run sees it."""
     GlobalHydra.instance().clear()

@@ -45,8 +45,6 @@ class CostLayout:
         alpha: float,
         beta: float,
     ) -> None:
-        self.sizes, self.dim = list(sizes), dim
-        self.n_owners = len(sizes)
         head = [len(sizes), dim, len(proximity), len(post), 1 if norm == "l1" else 2]
         self.shape = _longs([*head, *sizes, *proximity, *post, *pre, *kernels])
         self.constants = (ctypes.c_double * 3)(eps, alpha, beta)
