@@ -103,6 +103,43 @@ def test_truncated_image_error_names_the_file(tmp_path):
     assert str(cut) in str(info.value)
 
 
+def _truncated_jpeg(path: Path) -> Path:
+    """A JPEG cut in half: ``Image.verify()`` passes it, decoding it fails."""
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_corrupt_images_are_found_at_construction_naming_them(folders):
+    train, val = folders
+    cut = _truncated_jpeg(train / "a" / "cut.jpg")
+    with pytest.raises(TopoDataError, match="1 of 11 images cannot be read") as info:
+        ImageFolderData(train_dir=str(train), val_dir=str(val), batch_size=2, image_size=16)
+    assert str(cut) in str(info.value) and info.value.file == str(train)
+    empty = val / "b" / "empty.png"
+    empty.write_bytes(b"")
+    (train / "a" / "cut.jpg").unlink()
+    with pytest.raises(TopoDataError, match="1 of 5 images") as info:
+        ImageFolderData(train_dir=str(train), val_dir=str(val), batch_size=2, image_size=16)
+    assert str(empty) in str(info.value)
+
+
+def test_check_images_false_skips_the_scan_and_auto_skips_big_folders(folders, monkeypatch):
+    import topo_data.image_folder as image_folder
+
+    train, _ = folders
+    _truncated_jpeg(train / "a" / "cut.jpg")
+    ImageFolderData(train_dir=str(train), batch_size=2, image_size=16, check_images=False)
+    monkeypatch.setattr(image_folder, "CHECK_IMAGES_AUTO_MAX", 10)
+    ImageFolderData(train_dir=str(train), batch_size=2, image_size=16)  # 11 > 10: no scan
+    with pytest.raises(TopoDataError, match="cut.jpg"):
+        ImageFolderData(train_dir=str(train), batch_size=2, image_size=16, check_images=True)
+    with pytest.raises(TopoDataError, match="check_images"):
+        ImageFolderData(train_dir=str(train), batch_size=2, image_size=16, check_images="yes")
+
+
 def test_bad_views_value_is_rejected(folders):
     with pytest.raises(TopoDataError, match="views"):
         ImageFolderData(train_dir=str(folders[0]), views="byol", batch_size=2)

@@ -180,6 +180,27 @@ def test_an_unreadable_movie_names_the_file_and_the_backends_to_install(tmp_path
     assert error.value.file == str(path)
 
 
+@pytest.mark.parametrize("name", ["movie.npy", "movie.gif"])
+def test_an_empty_movie_file_is_named_as_empty_not_as_a_missing_backend(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"")
+    for make in (open_video, NpySource if name.endswith(".npy") else ImageFileSource):
+        with pytest.raises(TopoDataError, match="empty") as error:
+            make(path)
+        assert error.value.file == str(path) and "pip install" not in str(error.value)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imageio probing its DICOM plugin
+def test_a_damaged_gif_or_an_empty_frame_file_asks_for_no_backend(tmp_path):
+    (tmp_path / "clip.gif").write_bytes(b"GIF89a" + b"\x00" * 40)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "000.png").write_bytes(b"")
+    for video, bad in ((tmp_path / "clip.gif", "clip.gif"), (tmp_path / "frames", "000.png")):
+        with pytest.raises(TopoDataError) as error:
+            list(open_video(video).chunks(2))
+        assert bad in str(error.value) and "pip install" not in str(error.value)
+
+
 @pytest.mark.parametrize("shape", [(5, 4), (2, 5, 4, 3)])
 def test_npy_of_the_wrong_rank_names_the_file_and_the_shape(tmp_path, shape):
     np.save(tmp_path / "bad.npy", np.zeros(shape, np.float32))

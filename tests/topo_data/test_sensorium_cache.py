@@ -90,6 +90,17 @@ def test_failed_build_leaves_no_cache(tmp_path, monkeypatch):
     assert _open(session).images.shape[0] == (session.tiers == "validation").sum()
 
 
+@pytest.mark.parametrize("name", ["trial_ids.npy", "images.npy"])
+def test_an_emptied_cache_file_is_rebuilt_not_raised(tmp_path, name):
+    session = SensoriumSession(make_session(tmp_path).path)
+    first = _open(session)
+    expected = np.array(first.images)
+    (first.folder / name).write_bytes(b"")
+    del first
+    rebuilt = _open(session)
+    np.testing.assert_array_equal(np.array(rebuilt.images), expected)
+
+
 def test_read_only_session_caches_under_topo_cache_dir(tmp_path, monkeypatch):
     arrays = make_session(tmp_path / "src", zip=False)
     monkeypatch.setenv("TOPO_CACHE_DIR", str(tmp_path / "cache_root"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import struct
 import zipfile
 
 import numpy as np
@@ -122,6 +123,25 @@ def test_read_only_zip_folder_is_never_written(tmp_path, monkeypatch):
     np.testing.assert_array_equal(session.read_trial("responses", 2), arrays.responses[2])
 
 
+def test_corrupt_zip_member_names_zip_and_member_and_leaves_nothing(tmp_path):
+    arrays = make_session(tmp_path)
+    member = f"{ZIP_NAME[:-4]}/data/responses/3.npy"
+    with zipfile.ZipFile(arrays.path) as archive:
+        info = archive.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_STORED  # so the flipped byte is in the data
+    data = bytearray(arrays.path.read_bytes())
+    name_len, extra_len = struct.unpack(
+        "<HH", data[info.header_offset + 26 : info.header_offset + 30]
+    )
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size - 1] ^= 0xFF
+    arrays.path.write_bytes(bytes(data))
+    for _ in range(2):  # a failed unpack leaves nothing that a second run would trust
+        with pytest.raises(TopoDataError) as error:
+            SensoriumSession(arrays.path)
+        assert ZIP_NAME in str(error.value) and "data/responses/3.npy" in str(error.value)
+        assert [p.name for p in tmp_path.iterdir()] == [ZIP_NAME]
+
+
 def _folder(tmp_path):
     return make_session(tmp_path, zip=False).path
 
@@ -185,6 +205,17 @@ def test_non_finite_responses_name_file_and_field(tmp_path):
     assert str(folder / "data/responses/9.npy") in message
     assert "field: responses" in message
     assert "neuron row 4" in message
+
+
+def test_empty_trial_file_names_it(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "data/responses/5.npy").write_bytes(b"")
+    session = SensoriumSession(folder)
+    with pytest.raises(TopoDataError) as error:
+        session.read_trial("responses", 5)
+    assert str(folder / "data/responses/5.npy") in str(error.value)
+    (folder / "data/images/0.npy").write_bytes(b"")
+    _raises(folder, str(folder / "data/images/0.npy"))
 
 
 def test_writer_rejects_unknown_tier_and_bad_shapes(tmp_path):

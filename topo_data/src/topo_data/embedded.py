@@ -230,4 +230,5 @@ class EmbeddedImageData(ImageFolderData):
             seed=seed,
             rank=rank,
             world_size=world_size,
+            check_images=False,  # written by us, whole or not at all: nothing to find
         )

@@ -26,13 +26,22 @@ from topo_data.retina_video.sources import (
 
 
 def _unreadable(path: Path, error: Exception) -> TopoDataError:
-    return TopoDataError(
-        "Cannot read this video file. GIF, PNG and TIFF stacks are read through Pillow and "
-        "tifffile; mp4, avi, mov and other codecs need an imageio backend: pip install av "
-        "(or pip install imageio-ffmpeg).",
-        file=path,
-        found=f"{type(error).__name__}: {error}",
-    )
+    """The error for a file imageio cannot decode: a missing backend is only the likely cause
+    for codec formats (mp4, avi, ...); images need none, so they are empty or damaged."""
+    if path.is_file() and path.stat().st_size == 0:
+        message = "The file is empty (0 bytes), so it is not a readable movie or image."
+        return TopoDataError(message, file=path, found="0 bytes")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        message = (
+            f"Cannot read this {path.suffix} file: it is damaged or not the format its name says "
+            "(GIF, PNG, JPEG, BMP and TIFF are read through Pillow and tifffile)."
+        )
+    else:
+        message = (
+            "Cannot read this video file. mp4, avi, mov and other codecs need an imageio "
+            "backend: pip install av (or pip install imageio-ffmpeg)."
+        )
+    return TopoDataError(message, file=path, found=f"{type(error).__name__}: {error}")
 
 
 class ImageFileSource(VideoSource):

@@ -143,9 +143,17 @@ def _file_fingerprint(path: Path) -> dict[str, object]:
 
 
 def _existing(path: str | Path, what: str) -> Path:
+    """``path`` if it exists and, when a file, is not empty (0 bytes: an interrupted copy)."""
     path = Path(path)
     if not path.exists():
         raise TopoDataError(f"The {what} does not exist.", file=path, expected="an existing path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise TopoDataError(
+            f"The {what} is empty (0 bytes), so it is not a readable movie; copy or write it "
+            "again.",
+            file=path,
+            found="0 bytes",
+        )
     return path
 
 
@@ -257,7 +265,7 @@ class NpySource(ArraySource):
         self.path = _existing(path, ".npy file")
         try:
             array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:  # EOFError: header cut short
             raise TopoDataError(
                 "Not a readable .npy array.",
                 file=self.path,

@@ -197,7 +197,8 @@ def open_tier_cache(
     info = _read_info(folder)
     fresh = info is not None and info.get("options") == options
     if fresh and info.get("source") == session.fingerprint():
-        with contextlib.suppress(OSError, ValueError, TopoDataError):  # damaged: rebuilt below
+        damaged = (OSError, ValueError, EOFError, TopoDataError)  # EOFError: an emptied file
+        with contextlib.suppress(*damaged):  # rebuilt below
             return TierCache(folder)
     build_tier_cache(session, tier, normalizer, pipeline, folder)
     return TierCache(folder)

@@ -22,6 +22,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -156,17 +157,44 @@ def _zip_top_level(archive: zipfile.ZipFile, file: Path) -> str:
     return tops.pop()
 
 
+def _extract_member(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, into: Path, file: Path
+) -> None:
+    """Extract one member, turning a damaged one (bad CRC, bad header, cut-off or undecodable
+    data) into an error naming the zip and the member."""
+    try:
+        archive.extract(member, into)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise TopoDataError(
+            "session zip has a damaged member; download the zip again (nothing was unpacked)",
+            file=file,
+            field=member.filename,
+            expected="a member that reads back with its recorded CRC-32",
+            found=f"{type(exc).__name__}: {exc}",
+        ) from exc
+
+
 def unpack_session_zip(file: Path, cache_root: Path | None = None) -> Path:
     """Unpack a session zip once; return the folder.
 
     Like the 2022 loader, the folder goes beside the zip. When the zip's folder is read-only the
     folder goes under ``cache_root`` (default :func:`default_cache_root`) ``/sensorium/``: a
     read-only source is never written into. An already-unpacked folder in either place is reused;
-    unpacking goes through a temporary folder, so a folder that exists is complete.
+    unpacking goes through a temporary folder, so a folder that exists is complete; a damaged
+    member raises :class:`TopoDataError` naming the zip and member, and leaves nothing behind.
     """
     if not zipfile.is_zipfile(file):
         raise TopoDataError("not a readable zip file", file=file, expected="a session .zip")
-    with zipfile.ZipFile(file) as archive:
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise TopoDataError(
+            "not a readable zip file (damaged directory); download it again",
+            file=file,
+            expected="a session .zip",
+            found=f"{type(exc).__name__}: {exc}",
+        ) from exc
+    with archive:
         top = _zip_top_level(archive, file)
         root = (cache_root or default_cache_root()) / "sensorium"
         candidates = [file.parent / top, root / top]
@@ -178,7 +206,8 @@ def unpack_session_zip(file: Path, cache_root: Path | None = None) -> Path:
         target = parent / top
         tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=parent))
         try:
-            archive.extractall(tmp)
+            for member in archive.infolist():
+                _extract_member(archive, member, tmp, file)
             if not target.exists():
                 os.replace(tmp / top, target)
         finally:

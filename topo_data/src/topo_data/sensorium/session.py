@@ -252,7 +252,7 @@ class SensoriumSession:
     def _load(self, file: Path, field: str, mmap: bool = False) -> np.ndarray:
         try:
             return np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             raise TopoDataError(
                 "cannot read data file",
                 file=file,
