@@ -131,3 +131,19 @@ def test_matrix_blur_is_exactly_chunk_invariant_in_a_video():
     whole = separable_blur(video, kernel)
     parts = torch.cat([separable_blur(p, kernel) for p in torch.split(video, 7, dim=2)], dim=2)
     assert torch.equal(whole, parts)
+
+
+def test_matrix_blur_rounds_alike_with_and_without_autograd():
+    # run(warmup_frames=…) streams the warm-up without grad and the movie with it; both must take
+    # the same kernels (torch.matmul folds the batch into one mm only when an operand needs grad)
+    from topo_models.retina.filters import separable_blur
+
+    sigma = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    video = torch.rand(
+        1, 1, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    with torch.no_grad():
+        plain = separable_blur(video, gaussian_kernel_1d(sigma, 1e-3))
+    tracked = separable_blur(video, gaussian_kernel_1d(sigma, 1e-3))
+    assert tracked.requires_grad
+    assert torch.equal(plain, tracked.detach())

@@ -239,5 +239,14 @@ def blur_operator(kernel: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def blur_with(x: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """``rows @ x @ columnsᵀ`` over the last two dims: a blur with prebuilt operators."""
-    return torch.matmul(torch.matmul(rows, x), columns.mT)
+    """``rows @ x @ columnsᵀ`` over the last two dims: a blur with prebuilt operators.
+
+    Two ``bmm`` over the flattened leading dims, not ``matmul``: ``matmul`` folds the batch into
+    one ``mm`` or not depending on whether an operand requires grad, so a no-grad warm-up and a
+    run with grad would round differently. ``bmm`` picks its kernel from the shapes alone.
+    """
+    height, width = x.shape[-2:]
+    frames = x.reshape(-1, height, width)
+    n = frames.shape[0]
+    out = torch.bmm(torch.bmm(rows.expand(n, -1, -1), frames), columns.mT.expand(n, -1, -1))
+    return out.reshape(x.shape)
