@@ -29,16 +29,9 @@ def test_the_eval_report_scores_each_cell_and_draws_the_kernels(tmp_path, compos
 
 
 def test_a_model_that_is_not_an_ln_fit_is_refused(tmp_path):
-    import torch
+    from tests.test_files_are_data import spatial_checkpoint
 
-    path = tmp_path / "model.pt"
-    torch.save(
-        {
-            "model": torch.nn.Linear(2, 2).state_dict(),
-            "model_config": {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 2},
-        },
-        path,
-    )
-    cfg = OmegaConf.create({"checkpoint": str(path), "data": {"_target_": "builtins.dict"}})
+    path = spatial_checkpoint(tmp_path / "model.pt")
+    cfg = OmegaConf.create({"checkpoint": str(path), "data": None})
     with pytest.raises(TopoError, match="LN model"):
         run_retina_fit(cfg, tmp_path / "eval")

@@ -22,6 +22,7 @@ from topo_eval.responses import plot_layer, registered_responses, write_figure
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
 from topo_models.positions import NetworkPositions
+from topo_models.safe_load import read_torch_file
 
 log = logging.getLogger("topo_eval")
 MULTITASK = ("record", "split", "score", "plot", "multitask", "multitask_sweep")
@@ -31,9 +32,7 @@ TRACKED_BY_DEFAULT = ("score", "multitask", "multitask_sweep", "retina_fit")
 
 def trained_input_size(checkpoint: Path) -> int:
     """The input size a topo ``model.pt`` was trained at (224 for TDANN checkpoints)."""
-    import torch
-
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = read_torch_file(checkpoint)
     config = saved.get("config_yaml", "{}") if isinstance(saved, dict) else "{}"
     return int(OmegaConf.select(OmegaConf.create(config), "data.image_size", default=224))
 
@@ -104,9 +103,7 @@ def with_training_data(cfg: DictConfig) -> DictConfig:
     so the model is scored on the sessions, neurons and inputs it was trained on."""
     if cfg.get("data") is not None:
         return cfg
-    import torch
-
-    saved = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
+    saved = read_torch_file(cfg.checkpoint)
     training = OmegaConf.create(saved.get("config_yaml", "{}") if isinstance(saved, dict) else "{}")
     if OmegaConf.select(training, "data") is None:
         raise TopoError(

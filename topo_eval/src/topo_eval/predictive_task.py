@@ -19,7 +19,9 @@ from topo_models import TopoError
 log = logging.getLogger("topo_eval")
 
 
-def predictive_loaders(data: DictConfig, tiers: Sequence[str]) -> dict[str, Mapping[str, Loader]]:
+def predictive_loaders(
+    data: DictConfig, tiers: Sequence[str], checkpoint: str | Path | None = None
+) -> dict[str, Mapping[str, Loader]]:
     """``{tier: {data_key: DataLoader}}`` of the wanted tiers that the data have.
 
     ``data`` is either the training data group (``_target_: …SensoriumData``: the same paths,
@@ -31,9 +33,9 @@ def predictive_loaders(data: DictConfig, tiers: Sequence[str]) -> dict[str, Mapp
     if "_target_" not in data:
         loaders = static_loaders(**OmegaConf.to_container(data, resolve=True))
         return {tier: loaders[tier] for tier in tiers if tier in loaders}
-    from hydra.utils import instantiate
+    from topo_eval.data_loading import build_data_module
 
-    module = instantiate(data)
+    module = build_data_module(data, file=checkpoint)
     found = {}
     for tier in tiers:
         try:
@@ -68,7 +70,9 @@ def run_predictive(cfg: DictConfig, output_dir: Path) -> Path:
     from topo_models.predictive import load_checkpoint
 
     model = load_checkpoint(cfg.checkpoint, map_location="cpu")
-    loaders = predictive_loaders(data, list(dict.fromkeys([tier, *submission_tiers])))
+    loaders = predictive_loaders(
+        data, list(dict.fromkeys([tier, *submission_tiers])), cfg.get("checkpoint")
+    )
 
     output_dir = Path(output_dir)
     neurons = neuron_table(model, loaders, tier, device, threshold)

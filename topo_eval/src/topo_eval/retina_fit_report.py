@@ -19,9 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from topo_eval.data_loading import build_data_module  # noqa: E402
 from topo_eval.model_loading import load_trained_model  # noqa: E402
 from topo_eval.responses import write_figure  # noqa: E402
 from topo_models.atomic import atomic_write_bytes  # noqa: E402
@@ -115,7 +115,7 @@ def run_retina_fit(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, f
             expected="a model.pt of experiment=retina_fit",
             found=type(model).__name__,
         )
-    data = instantiate(cfg.data)
+    data = build_data_module(cfg.data, file=cfg.checkpoint)
     table = fit_table(model, data)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "cells.csv"

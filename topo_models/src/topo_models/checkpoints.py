@@ -15,9 +15,7 @@ architecture (a ResNet-50, say) fails with a readable list of keys instead of a 
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import torch
 
 from topo_models.atomic import atomic_write
 from topo_models.errors import TopoError
+from topo_models.safe_load import read_torch_file
 from topo_models.state_dict_report import listing, state_dict_mismatches
 from topo_models.trunks.resnet_spatial import ResNet18Spatial
 
@@ -128,29 +127,7 @@ def save_vissl_style_checkpoint(
 
 
 def _read(path: Path, map_location: str | torch.device) -> object:
-    if not path.is_file():
-        raise TopoError("checkpoint file not found", file=path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
-            raise TopoError(
-                "checkpoint holds non-tensor Python objects and was not loaded "
-                "(weights_only=True refuses to unpickle arbitrary objects)",
-                file=path,
-                found=str(error).splitlines()[-1][:200] if str(error) else None,
-            ) from error
-        raise _corrupt(path, error) from error
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise _corrupt(path, error) from error
-
-
-def _corrupt(path: Path, error: BaseException) -> TopoError:
-    return TopoError(
-        "checkpoint file is truncated, corrupt or not a torch.save file",
-        file=path,
-        found=f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}",
-    )
+    return read_torch_file(path, map_location)
 
 
 def _locate(

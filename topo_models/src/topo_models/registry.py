@@ -40,3 +40,25 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     if name not in _REGISTRY:
         raise TopoError("unknown model name", field="name", expected=list_models(), found=name)
     return _REGISTRY[name](**kwargs)
+
+
+def model_constructors() -> dict[str, Callable[..., nn.Module]]:
+    """Every constructor a saved ``model_config`` may name as its ``_target_``.
+
+    Registry names plus the dotted paths topo's own model configs use (``conf/model/*.yaml``);
+    :func:`topo_models.rebuild.build_from_config` builds nothing outside this table.
+    """
+    from topo_models.predictive import sensorium_cnn, sensorium_ln
+    from topo_models.retina import cell_ln
+    from topo_models.spatial import SpatialCNN, SpatialMLP
+    from topo_models.trunks import ResNet18Spatial
+
+    return {
+        **_REGISTRY,
+        "topo_models.ResNet18Spatial": ResNet18Spatial,
+        "topo_models.spatial.SpatialMLP": SpatialMLP,
+        "topo_models.spatial.SpatialCNN": SpatialCNN,
+        "topo_models.predictive.sensorium_cnn": sensorium_cnn,
+        "topo_models.predictive.sensorium_ln": sensorium_ln,
+        "topo_models.retina.cell_ln": cell_ln,
+    }

@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from tqdm.auto import tqdm
 
 from topo_data import IMAGENET_MEAN, IMAGENET_STD
 from topo_data.stimuli import DEFAULT_FREQUENCIES_CYCLES_PER_IMAGE, sine_gratings
 from topo_models import TopoError
-from topo_models.checkpoints import load_tdann_checkpoint
 from topo_models.positions import LayerPositions, NetworkPositions, swap_optimize
+from topo_models.trained import load_trained_model
 
 log = logging.getLogger(__name__)
 NYQUIST_SAFE_SIZE = 194  # TDANN's highest frequency, 96.9 cycles per image, needs 194 px
@@ -39,14 +38,7 @@ def load_network(path: str | Path) -> nn.Module:
             field="positions.network",
             expected="model.pt of an alpha = 0 run",
         )
-    saved = (
-        torch.load(path, map_location="cpu", weights_only=True) if path.suffix == ".pt" else None
-    )
-    if isinstance(saved, dict) and "model_config" in saved and "model" in saved:
-        model = instantiate(saved["model_config"])
-        model.load_state_dict(saved["model"])
-        return model.eval()
-    return load_tdann_checkpoint(path)
+    return load_trained_model(path)
 
 
 @torch.no_grad()

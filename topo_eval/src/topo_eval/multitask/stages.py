@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from topo_eval.data_loading import build_data_module
 from topo_eval.model_loading import load_trained_model
 from topo_eval.multitask.figures import (
     plot_positions_by_task,
@@ -37,6 +37,7 @@ from topo_eval.multitask.split import TaskAssignment, split_network
 from topo_eval.responses import write_figure
 from topo_models import TopoError
 from topo_models.atomic import atomic_write, atomic_write_bytes
+from topo_models.safe_load import read_torch_file
 
 log = logging.getLogger("topo_eval")
 
@@ -77,7 +78,7 @@ def load_run(checkpoint: str | Path, data: DictConfig | None = None) -> MultiTas
             expected="topo_models.spatial.SpatialMLP | SpatialCNN",
             found=type(model).__name__,
         )
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = read_torch_file(checkpoint)
     if data is None:
         data = OmegaConf.select(OmegaConf.create(saved.get("config_yaml", "{}")), "data")
     if data is None:
@@ -86,7 +87,7 @@ def load_run(checkpoint: str | Path, data: DictConfig | None = None) -> MultiTas
             file=checkpoint,
             field="data",
         )
-    return MultiTaskRun(checkpoint, model, instantiate(data), saved)
+    return MultiTaskRun(checkpoint, model, build_data_module(data, file=checkpoint), saved)
 
 
 def _options(cfg: DictConfig) -> DictConfig:

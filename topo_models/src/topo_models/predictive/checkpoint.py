@@ -28,9 +28,7 @@ file of another architecture fails with the file name and the differing keys.
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -40,6 +38,7 @@ import torch
 from topo_models.errors import TopoError
 from topo_models.predictive.builders import BASELINE_CNN, stacked_core_full_gauss_readout
 from topo_models.predictive.encoder import FiringRateEncoder
+from topo_models.safe_load import read_torch_file
 from topo_models.state_dict_report import listing, state_dict_mismatches
 
 __all__ = ["infer_architecture", "load_checkpoint"]
@@ -86,25 +85,7 @@ def load_checkpoint(
 
 
 def _read(path: Path, map_location: str | torch.device) -> object:
-    if not path.is_file():
-        raise TopoError("checkpoint file not found", file=path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise TopoError(
-            "checkpoint holds non-tensor Python objects or is corrupt; it was not loaded "
-            "(weights_only=True never unpickles arbitrary objects)",
-            file=path,
-            found=str(error).splitlines()[0][:200] if str(error) else None,
-        ) from error
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        first_line = str(error).splitlines()[0][:200] if str(error) else ""
-        raise TopoError(
-            "checkpoint file is truncated, corrupt, not a torch.save file, or needs a device "
-            "this machine lacks (pass map_location)",
-            file=path,
-            found=f"{type(error).__name__}: {first_line}",
-        ) from error
+    return read_torch_file(path, map_location)
 
 
 def _locate(raw: object, path: Path) -> tuple[dict[str, torch.Tensor], object]:
