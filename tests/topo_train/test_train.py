@@ -73,16 +73,65 @@ def test_resume_refuses_a_changed_config_and_keeps_the_checkpoint(tmp_path, comp
     assert checkpoint.read_bytes() == original
 
 
-def test_truncated_checkpoint_is_reported_and_kept(tmp_path, compose_train):
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, compose_train):
+    overrides = [*tiny_overrides(tmp_path), "tracking=none"]
+    train(compose_train(overrides))
+    run_dir = tmp_path / "run"
+    reference = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    damaged = (run_dir / "last.pt").read_bytes()[:1000]
+    (run_dir / "last.pt").write_bytes(damaged)
+    train(compose_train(overrides))  # resumes at step 2 from last.prev.pt, redoes 3 and 4
+    assert (run_dir / "last.pt.damaged").read_bytes() == damaged  # kept, out of the rotation
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.equal(reference[k], state["model"][k]) for k in reference)
+    assert [step for step, _ in losses(run_dir)] == [1, 2, 3, 4]
+
+
+def test_damaged_checkpoints_with_no_intact_one_are_reported_and_kept(tmp_path, compose_train):
     overrides = [*tiny_overrides(tmp_path), "tracking=none"]
     train(compose_train(overrides))
     checkpoint = tmp_path / "run" / "last.pt"
+    (tmp_path / "run" / "last.prev.pt").unlink()
     damaged = checkpoint.read_bytes()[:1000]
     checkpoint.write_bytes(damaged)
-    with pytest.raises(TopoError, match="corrupt or truncated") as error:
+    with pytest.raises(TopoError, match="truncated, corrupt") as error:
         train(compose_train(overrides))
-    assert str(checkpoint) in str(error.value) and "last.prev.pt" in str(error.value)
+    assert str(checkpoint) in str(error.value) and "no last.prev.pt" in str(error.value)
     assert checkpoint.read_bytes() == damaged
+
+
+def test_a_kill_between_position_layers_leaves_a_directory_that_rebuilds(
+    tmp_path, compose_train, monkeypatch
+):
+    from topo_models.positions import LayerPositions
+
+    overrides = [*tiny_overrides(tmp_path), "tracking=none", "trainer.max_steps=1"]
+    positions = tmp_path / "run" / "positions"
+    save = LayerPositions.save
+    written: list[str] = []
+
+    def killed_after_two_layers(self, directory):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # stands for the kill: nothing after it runs
+        written.append(self.name)
+        return save(self, directory)
+
+    monkeypatch.setattr(LayerPositions, "save", killed_after_two_layers)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_train(overrides))
+    monkeypatch.undo()
+    assert not positions.exists()  # only the temp directory holds the two layers
+    train(compose_train(overrides))
+    assert len(list(positions.glob("*.npz"))) == 8
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    # a directory an older topo left half-written (one layer) is rebuilt, not trusted
+    for path in sorted(positions.glob("*.npz"))[1:]:
+        path.unlink()
+    (tmp_path / "run" / "last.pt").unlink()
+    (tmp_path / "run" / "last.prev.pt").unlink(missing_ok=True)
+    train(compose_train(overrides))
+    assert len(list(positions.glob("*.npz"))) == 8
 
 
 def test_unknown_layer_in_layer_weights_lists_the_real_layers(tmp_path, compose_train):

@@ -1,40 +1,27 @@
 """``python -m topo_train [overrides]`` — the Hydra entry point around :func:`train`.
 
-In a multirun (``-m``) one failing job must not stop the sweep: its error is logged and written
-to ``FAILED`` in its output directory, and the sweep callback reports every failed job at the end.
+In a multirun (``-m``) one failing job must not stop the sweep: its error is logged and recorded
+for the sweep's callback (see :mod:`topo_train.sweep`), which reports the sweep's failed jobs at
+the end.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from topo_train.sweep import FAILED_MARKER
+from topo_train.run_lock import RunDirectoryBusy
+from topo_train.run_names import MAX_DIRNAME, short_dirname
+from topo_train.sweep import FAILED_MARKER, record_failure
 from topo_train.train import make_positions, train
 
 log = logging.getLogger("topo_train")
-MAX_DIRNAME = 120
-
-
-def short_dirname(overrides: str) -> str:
-    """Run directory name from the overrides ("default" without any), hashed when too long for
-    a file name (255 bytes)."""
-    if not overrides:
-        return "default"
-    if len(overrides) <= MAX_DIRNAME:
-        return overrides
-    digest = hashlib.sha1(overrides.encode()).hexdigest()[:12]
-    return f"{overrides[: MAX_DIRNAME - 13]}-{digest}"
-
-
-OmegaConf.register_new_resolver("topo_dirname", short_dirname, replace=True)
+__all__ = ["MAX_DIRNAME", "main", "short_dirname"]
 
 
 @hydra.main(version_base="1.3", config_path="../../../conf", config_name="train")
@@ -55,8 +42,12 @@ def main(cfg: DictConfig) -> dict | None:
         return train(cfg)
     except Exception as error:  # one job's failure must not stop the sweep
         log.error("job failed: %s", error)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(traceback.format_exc())
+        record_failure(
+            Path(cfg.run_dir),
+            Path(hydra_cfg.sweep.dir),
+            f"{hydra_cfg.job.num}-{Path(cfg.run_dir).name}",
+            mark_run_dir=not isinstance(error, RunDirectoryBusy),  # not another's directory
+        )
         return None
 
 

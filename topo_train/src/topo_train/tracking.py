@@ -1,20 +1,23 @@
 """Experiment tracking: MLflow with a SQLite store by default, or nothing.
 
 Every run logs its full composed config as params (and as ``config.yaml``), its metrics, and its
-artifacts (checkpoint, positions, figures). A resumed run continues the same MLflow run. Sweeps
-group their runs under one parent run, created — together with the database — by
-:class:`MLflowSweepCallback` before any job starts (a fresh SQLite file migrated by several
-processes at once ends up corrupt).
+artifacts (checkpoint, positions, figures). A resumed run continues the same MLflow run and
+logs no (metric, step) twice. Sweeps group their runs under one parent run. A fresh SQLite file
+migrated by several processes at once fails or ends up corrupt, so the database is created and
+migrated under an inter-process file lock beside it (two sweeps may start together).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from topo_train.config_diff import flatten
 
@@ -25,12 +28,27 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_PARAM_LENGTH = 6000
 
 
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
     """Keep artifacts beside a SQLite database (not in the current directory)."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        return (Path(tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
-    return None
+    database = _sqlite_path(tracking_uri)
+    return None if database is None else (database.resolve().parent / "mlartifacts").as_uri()
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold ``<database>.lock`` while a SQLite store is created or migrated (no-op otherwise)."""
+    database = _sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    database.resolve().parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database.resolve()}.lock"):
+        yield
 
 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
@@ -38,11 +56,14 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(experiment_name, artifact_location=_artifact_root(tracking_uri))
+    with store_lock(tracking_uri):
+        client = mlflow.MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(
+            experiment_name, artifact_location=_artifact_root(tracking_uri)
+        )
 
 
 class NullTracker:
@@ -84,16 +105,16 @@ class MLflowTracker:
         self.log_checkpoint = log_checkpoint
         self.run_id: str | None = None
         self._client = None
+        self._logged_through: dict[str, int] = {}  # a continued run: last step of each metric
 
     def start(self, config: Mapping[str, Any], run_name: str, run_id: str | None) -> str:
-        """Start (or, with ``run_id``, continue) the run and log the config as params."""
+        """Start (or, with ``run_id`` of this store, continue) the run and log the config as
+        params."""
         import mlflow
 
         experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
         self._client = mlflow.MlflowClient(self.tracking_uri)
-        if run_id is not None:
-            self._client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
+        if run_id is not None and self._continue(run_id):
             return run_id
         tags = {"mlflow.runName": run_name}
         parent = os.environ.get(PARENT_RUN_ENV)
@@ -112,12 +133,35 @@ class MLflowTracker:
         self._client.log_dict(self.run_id, dict(config), "config.yaml")
         return self.run_id
 
+    def _continue(self, run_id: str) -> bool:
+        """Reopen ``run_id`` (False: this store has no such run) and note what it logged."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException:
+            log.warning("MLflow run %s is not in %s; starting a new one", run_id, self.tracking_uri)
+            return False
+        self._logged_through = {
+            key: max(m.step for m in self._client.get_metric_history(run_id, key))
+            for key in run.data.metrics
+        }
+        self._client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+        return True
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step``, except values a killed attempt already logged there."""
         from mlflow.entities import Metric
 
         timestamp = _now_ms()
-        batch = [Metric(k, float(v), timestamp, step) for k, v in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=batch)
+        batch = [
+            Metric(k, float(v), timestamp, step)
+            for k, v in metrics.items()
+            if step > self._logged_through.get(k, -1)
+        ]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():

@@ -8,7 +8,11 @@ holds a checkpoint the run resumes from it — after checking the config has not
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from topo_models import TopoError
+from topo_models.atomic import atomic_write_bytes
 from topo_models.positions import NetworkPositions, layer_dims
-from topo_train.checkpoint import atomic_torch_save, find_checkpoint, load_checkpoint
+from topo_train.checkpoint import (
+    TEMP_SUFFIX,
+    atomic_torch_save,
+    latest_checkpoint,
+    remove_stale_temp_files,
+)
 from topo_train.config_diff import config_differences
 from topo_train.optimisers import parameter_groups
+from topo_train.run_lock import RunDirectoryLock
 from topo_train.runtime import (
     close_distributed,
     export_submitit_environment,
@@ -37,6 +48,7 @@ log = logging.getLogger(__name__)
 
 POSITIONS_DIR = "positions"
 MODEL_FILE = "model.pt"
+MLFLOW_RUN_FILE = "mlflow_run.json"
 
 
 def model_config(model_cfg: DictConfig, data: Any) -> dict[str, Any]:
@@ -80,7 +92,8 @@ def build_positions(
     Whatever the source, every layer's dims must match the model's real layer shapes.
     """
     own = run_dir / POSITIONS_DIR
-    if own.is_dir() and any(own.glob("*.npz")):
+    dims = layer_dims(model, input_size(data))
+    if own.is_dir() and _holds_every_layer(own, dims):
         source = own
         positions = NetworkPositions.load(own)
     elif cfg.get("positions_dir"):
@@ -89,20 +102,38 @@ def build_positions(
     else:
         source = None
         positions = positions_layout(cfg, run_dir).build(model, input_size(data))
-    positions.check_dims(
-        layer_dims(model, input_size(data)), None if source is None else str(source)
-    )
+    positions.check_dims(dims, None if source is None else str(source))
     if source != own and is_main:
-        positions.save(own)
+        save_positions_whole(positions, own)
     return positions
+
+
+def _holds_every_layer(directory: Path, dims: dict[str, tuple[int, ...]]) -> bool:
+    """False for a directory an interrupted write left without some layers (older topo wrote
+    layer by layer); such a directory is rebuilt, never trusted."""
+    missing = [name for name in dims if not (directory / f"{name}.npz").is_file()]
+    if missing and any(directory.glob("*.npz")):
+        log.warning("%s lacks layers %s (an interrupted write); rebuilding it", directory, missing)
+    return not missing
+
+
+def save_positions_whole(positions: NetworkPositions, directory: Path) -> None:
+    """Write every layer into a temp directory, then rename it into place: a kill at any
+    instant leaves either no ``directory`` or a complete one."""
+    temp = directory.with_name(f".{directory.name}{TEMP_SUFFIX}")
+    shutil.rmtree(temp, ignore_errors=True)
+    positions.save(temp)
+    if directory.exists():  # an incomplete directory (see _holds_every_layer)
+        shutil.rmtree(directory)
+    os.replace(temp, directory)
 
 
 def _check_resume_config(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint's saved state when resuming, after refusing a changed config."""
-    path = find_checkpoint(run_dir)
-    if path is None:
+    found = latest_checkpoint(run_dir)
+    if found is None:
         return None
-    state = load_checkpoint(path)
+    path, state = found
     saved = OmegaConf.to_container(OmegaConf.create(state.get("config_yaml", "{}")))
     differences = config_differences(saved, config)
     if differences:
@@ -181,12 +212,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if settings.tune_allocator:
         tune_cpu_allocator()
     context = init_distributed(settings.device)
+    try:
+        with ExitStack() as held:
+            if context.is_main:  # one process per run directory; it clears what a kill left
+                held.enter_context(RunDirectoryLock(run_dir))
+                remove_stale_temp_files(run_dir)
+            return _train(cfg, run_dir, settings, context)
+    finally:
+        close_distributed(context)
+
+
+def _train(cfg: DictConfig, run_dir: Path, settings: Any, context: Any) -> dict[str, float]:
+    """The body of :func:`train`, run by rank 0 while it holds the run directory."""
     device = resolve_device(settings.device, context.local_rank)
     config = OmegaConf.to_container(cfg, resolve=True)
     previous = _check_resume_config(run_dir, config) if context.is_main else None
     seed_everything(int(cfg.seed), settings.deterministic)
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
 
     # Rank 0 first: data modules may write caches (the embedded folder) that replicas then read.
     if context.is_main:
@@ -236,8 +277,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         checkpoint_extra=lambda: {"config_yaml": config_yaml, "mlflow_run_id": tracker.run_id},
     )
     resumed = trainer.resume_if_possible(previous)  # rank 0 read it already, for the config check
-    run_id = (resumed or {}).get("mlflow_run_id")
+    run_id = _previous_run_id(run_dir) or (resumed or {}).get("mlflow_run_id")
     tracker.start(config, run_name=run_dir.name or "run", run_id=run_id)
+    if context.is_main and tracker.run_id is not None and tracker.run_id != run_id:
+        # before the first step: a run killed before its first checkpoint continues this one
+        record = {"run_id": tracker.run_id}
+        atomic_write_bytes(json.dumps(record).encode(), run_dir / MLFLOW_RUN_FILE)
     status = "FAILED"
     try:
         metrics = trainer.fit()
@@ -247,7 +292,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return metrics
     finally:
         tracker.end(status)
-        close_distributed(context)
+
+
+def _previous_run_id(run_dir: Path) -> str | None:
+    """The tracking run an earlier attempt in ``run_dir`` opened, if any."""
+    path = run_dir / MLFLOW_RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (ValueError, AttributeError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def _rank_args(context) -> dict[str, int]:

@@ -25,11 +25,7 @@ from tqdm.auto import tqdm
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
 from topo_train.batches import to_device
-from topo_train.checkpoint import (
-    find_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from topo_train.checkpoint import latest_checkpoint, save_checkpoint
 from topo_train.early_stopping import STOP, EarlyStopping
 from topo_train.optimisers import is_plateau, uses_closure
 from topo_train.runtime import DistributedContext
@@ -103,6 +99,7 @@ class Trainer:
         # same averages as one that never stopped
         self.window: dict[str, float] = defaultdict(float)
         self.window_steps = 0
+        self._logged_through: dict[str, int] = {}  # metrics.jsonl: each key's last step
         self.stopper = (
             EarlyStopping(settings.early_stopping) if settings.early_stopping is not None else None
         )
@@ -165,30 +162,47 @@ class Trainer:
         self.window_steps = int(window["steps"])
 
     def resume_if_possible(self, state: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Resume from ``state`` (the checkpoint already read) or else from ``run_dir/last.pt``
-        when present; return the checkpoint's contents (None: a fresh run)."""
-        path = find_checkpoint(self.run_dir)
-        if path is None:
-            return None
+        """Resume from ``state`` (the checkpoint already read) or else from the run
+        directory's latest intact checkpoint; return its contents (None: a fresh run).
+
+        Either way ``metrics.jsonl`` keeps only the lines up to the resumed step: a killed
+        attempt's later lines are logged again, identically, by this one.
+        """
         if state is None:
-            state = load_checkpoint(path, map_location="cpu")
-        self.restore(state)
-        self._truncate_metrics_log()
-        log.info("resumed from %s at step %d", path, self.step)
-        return dict(state)
+            found = latest_checkpoint(self.run_dir)
+            state = None if found is None else found[1]
+        if state is not None:
+            self.restore(state)
+            log.info("resumed from %s at step %d", self.run_dir, self.step)
+        self._truncate_metrics_log(self.step if state is not None else None)
+        return None if state is None else dict(state)
 
     # -- metrics ---------------------------------------------------------------------------
-    def _truncate_metrics_log(self) -> None:
-        """Drop lines logged after the checkpoint we resume from (they will be redone)."""
+    def _truncate_metrics_log(self, through_step: int | None) -> None:
+        """Keep the lines up to ``through_step`` (None: none) and note each key's last step."""
         path = self.run_dir / METRICS_FILE
+        self._logged_through = {}
         if not self.context.is_main or not path.exists():
             return
         lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["step"] <= self.step]
+        records = [json.loads(line) for line in lines]
+        kept = [
+            line
+            for line, record in zip(lines, records, strict=True)
+            if through_step is not None and record["step"] <= through_step
+        ]
+        for record in records[: len(kept)]:
+            for key in record:
+                self._logged_through[key] = record["step"]
         atomic_write_bytes(("\n".join(kept) + "\n" if kept else "").encode(), path)
 
     def _record(self, metrics: Mapping[str, float]) -> None:
+        """Log ``metrics`` at this step (to the tracker and ``metrics.jsonl``), leaving out
+        values already logged at this step (a resumed run's final metrics, say)."""
         if not self.context.is_main:
+            return
+        metrics = {k: v for k, v in metrics.items() if self.step > self._logged_through.get(k, -1)}
+        if not metrics:
             return
         self.tracker.log_metrics(metrics, self.step)
         with open(self.run_dir / METRICS_FILE, "a") as stream:
@@ -312,7 +326,6 @@ class Trainer:
         window = self.window
         last: dict[str, float] = {}
         stopped = self.stopper is not None and self.stopper.stopped
-        finished_before = stopped or self.step >= total  # a re-run of a finished run
         if self.stopper is not None and not self.stopper.started and self.step == 0:
             stopped = self._validate_and_watch(last)  # the baseline value, before any step
         bar = tqdm(
@@ -359,10 +372,10 @@ class Trainer:
         bar.close()
         if self.stopper is not None:  # the run ends on its best weights
             self.stopper.restore_best(self.bare_model)
-        last.update(self._final_metrics(record=not finished_before))
+        last.update(self._final_metrics())
         return last
 
-    def _final_metrics(self, record: bool) -> dict[str, float]:
+    def _final_metrics(self) -> dict[str, float]:
         """The watched metric's best value and the objective's test tier at the end (recorded
         once: a re-run of a finished run returns them without logging them again)."""
         final: dict[str, float] = {}
@@ -371,6 +384,6 @@ class Trainer:
         tier = getattr(self.objective, "test_tier", None)
         if tier is not None and getattr(self.objective, "evaluate", None) is not None:
             final.update(self.validate(tier))
-        if final and record:
+        if final:
             self._record(final)
         return final
