@@ -8,6 +8,7 @@ target, the marker never appearing.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -179,4 +180,21 @@ def test_positions_and_sensorium_meta_never_unpickle(tmp_path):
     np.save(tmp_path / "meta.npy", objects, allow_pickle=True)
     with pytest.raises(ValueError):  # TopoDataError
         load_npy(tmp_path / "meta.npy", "meta")
+    assert not marker.exists()
+
+
+def test_retina_parameter_files_hold_numbers_only(tmp_path):
+    from topo_models.retina import Retina
+
+    marker = tmp_path / "pwned"
+    retina = Retina(spikes=False)
+    path = retina.save_parameters(tmp_path / "retina.json")
+    saved = json.loads(path.read_text())
+    for key, value in (
+        ("parameters", {"opl.tau_center": payload(marker)}),
+        ("resolution", payload(marker)),
+    ):
+        (tmp_path / "bad.json").write_text(json.dumps({**saved, key: value}))
+        with pytest.raises(TopoError, match="not a retina parameter file"):
+            retina.load_parameters(tmp_path / "bad.json")
     assert not marker.exists()
