@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -87,3 +90,20 @@ def test_every_block_but_the_last_takes_the_injected_path():
         _, features = model(torch.randn(4, 3, 32, 32))
         loss(features)
     assert loss.injected_layers == ()
+
+
+def test_a_steps_activations_are_freed_after_backward():
+    """The injection hooks must not keep the layers alive (a cycle through autograd's C++ nodes
+    that gc cannot break): a run would otherwise grow by every step's activations."""
+    torch.manual_seed(0)
+    model = create_model("resnet18_spatial")
+    positions = UniformLayout(n_neighborhoods=30, seed=1).build(model, 32)
+    loss = SpatialCorrelationLoss(positions, {name: 0.5 for name in positions})
+    output, features = model(torch.randn(4, 3, 32, 32))
+    spatial, _ = loss(features)
+    assert loss.injected_layers  # the injected path is the one under test
+    alive = [weakref.ref(features[name]) for name in loss.injected_layers]
+    (output.square().mean() + spatial).backward()
+    del output, features, spatial
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)
