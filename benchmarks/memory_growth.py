@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +27,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+sys.path.insert(0, str(ROOT))
+from tests.peak_rss import peak_rss_mb  # noqa: E402
 
 # family → (overrides selecting its default, N). N is small so the script stays short: each
 # TDANN or Sensorium step takes seconds on 2 cores, a multitask step a fraction of one.
@@ -39,26 +41,6 @@ FAMILIES: dict[str, tuple[list[str], int]] = {
     "retina_fit": (["experiment=retina_fit"], 3),
 }
 
-# `python -c RUNNER <file> <overrides>`: the CLI, writing its peak RSS (VmHWM, KiB) to <file> at
-# exit. Not the parent's wait4/getrusage figure: Linux's ru_maxrss of a child carries over
-# the high-water mark of the process it was forked from (here this script, holding a data set).
-RUNNER = """
-import atexit, runpy, sys
-
-out = sys.argv.pop(1)
-
-
-def record():
-    with open("/proc/self/status") as status:
-        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(out, "w") as stream:
-        stream.write(kib)
-
-
-atexit.register(record)
-runpy.run_module("topo_train", run_name="__main__", alter_sys=True)
-"""
-
 
 def prepare_data(overrides: list[str], cache: Path) -> None:
     """Write the family's data cache once (the data module writes it on construction)."""
@@ -66,28 +48,6 @@ def prepare_data(overrides: list[str], cache: Path) -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     instantiate(cfg.data)
-
-
-def peak_rss_mb(overrides: list[str], steps: int, cache: Path, work: Path) -> float:
-    """Peak RSS (MB) of ``python -m topo_train`` run for ``steps`` steps in a fresh process."""
-    work.mkdir(parents=True)
-    peak = work / "peak_rss_kib"
-    command = [
-        sys.executable,
-        "-c",
-        RUNNER,
-        str(peak),
-        *overrides,
-        f"trainer.max_steps={steps}",
-        f"run_dir={work / 'run'}",
-        "tracking=none",
-        "trainer.progress=false",
-    ]
-    env = {**os.environ, "TOPO_CACHE_DIR": str(cache)}
-    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"topo_train {' '.join(command[4:])} failed:\n{result.stderr[-3000:]}")
-    return int(peak.read_text()) / 1024
 
 
 def parse_args() -> argparse.Namespace:

@@ -111,5 +111,5 @@ def test_submitit_launcher_runs_a_ddp_job_with_two_tasks(tmp_path):
     run_ok(command, tmp_path)
     logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.out"))
     assert "distributed: rank 0 of 2" in logs and "distributed: rank 1 of 2" in logs
-    [model] = list((tmp_path / "runs" / "sweeps" / "topo_train").glob("*/model.pt"))
+    [model] = list((tmp_path / "runs" / "sweeps" / "topo_train").glob("*/*/model.pt"))
     assert torch.load(model, weights_only=True)["model"]["fc.0.weight"].shape == (512, 512)
