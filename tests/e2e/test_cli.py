@@ -43,52 +43,13 @@ def test_cli_single_run_writes_into_the_hydra_run_dir(tmp_path):
     assert (run_dirs[0] / "figures" / "responses_on_sheet.png").is_file()
 
 
-def test_alpha_sweep_groups_runs_under_one_parent(tmp_path, isolated_tracking):
-    result = run_cli(["-m", "loss.alpha=0,0.25,2.5", *sweep_overrides(tmp_path)], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient(isolated_tracking)
-    experiment = client.get_experiment_by_name("topo")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("topo.sweep") == "parent"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert sorted(r.data.params["loss.alpha"] for r in children) == ["0", "0.25", "2.5"]
-    assert all(r.info.status == "FINISHED" for r in children)
-
-
-def test_layer_weight_sweep_is_one_command(tmp_path, isolated_tracking):
-    result = run_cli(
-        ["-m", "loss.layer_weights.layer4_1=0,2.5", *sweep_overrides(tmp_path)], tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient(isolated_tracking)
-    runs = client.search_runs([client.get_experiment_by_name("topo").experiment_id])
-    swept = sorted(
-        r.data.params["loss.layer_weights.layer4_1"]
-        for r in runs
-        if "loss.layer_weights.layer4_1" in r.data.params
-    )
-    assert swept == ["0", "2.5"]
-    others = {r.data.params["loss.layer_weights.layer2_0"] for r in runs if r.data.params}
-    assert others == {"None"}  # untouched layers keep alpha
-
-
-def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
-    result = run_cli(["-m", "loss.alpha=-1,0.25", *sweep_overrides(tmp_path)], tmp_path)
-    assert result.returncode != 0
-    assert "1 sweep job(s) failed" in result.stdout + result.stderr
-    (sweep,) = (tmp_path / "runs" / "sweeps" / "topo_train").iterdir()  # its own directory
-    failed = [p.parent.name for p in sweep.glob("*/FAILED")]
-    finished = [p.parent.name for p in sweep.glob("*/model.pt")]
-    assert len(failed) == 1 and "loss.alpha=-1" in failed[0]
-    assert len(finished) == 1 and "loss.alpha=0.25" in finished[0]
-    assert (sweep / "multirun.yaml").is_file()
-
-
-def test_two_sweeps_started_together_both_finish_and_see_only_their_own_jobs(
+def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failures(
     tmp_path, isolated_tracking
 ):
-    # a fresh mlflow.db migrated by both at once, and a failure marker of some other sweep
+    """Two sweeps at once on a fresh mlflow.db (both migrate it), beside an earlier sweep's
+    failure marker: each finishes in its own directory under its own parent run; the one with
+    a failing job (alpha < 0) finishes its other job and exits 1 naming that job alone. The
+    other sweeps one layer's weight, in one command."""
     other = tmp_path / "runs" / "sweeps" / "topo_train" / "another" / "job"
     other.mkdir(parents=True)
     (other / "FAILED").write_text("an earlier sweep's failure")
@@ -103,20 +64,33 @@ def test_two_sweeps_started_together_both_finish_and_see_only_their_own_jobs(
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for alphas in ("loss.alpha=0.1,0.2", "loss.alpha=0.3")
+        for alphas in ("loss.layer_weights.layer4_1=0,2.5", "loss.alpha=-1,0.5")
     ]
-    outputs = [process.communicate(timeout=600)[0] for process in sweeps]
-    assert [process.returncode for process in sweeps] == [0, 0], (
-        outputs[0][-2000:] + outputs[1][-2000:]
+    good, bad = (process.communicate(timeout=600)[0] for process in sweeps)
+    assert sweeps[0].returncode == 0, good[-3000:]
+    assert sweeps[1].returncode == 1 and "1 sweep job(s) failed" in bad, bad[-3000:]
+    assert "loss.alpha=-1" in bad and "another" not in bad
+    directories = sorted(
+        p.parent for p in (tmp_path / "runs" / "sweeps" / "topo_train").glob("*/multirun.yaml")
     )
-    directories = sorted((tmp_path / "runs" / "sweeps" / "topo_train").glob("*/multirun.yaml"))
     assert len(directories) == 2
-    assert sorted(len(list(d.parent.glob("*/model.pt"))) for d in directories) == [1, 2]
+    finished = [p.parent.name for d in directories for p in d.glob("*/model.pt")]
+    assert len(finished) == 3
+    failed = [p.parent.name for d in directories for p in d.glob("*/FAILED")]
+    assert len(failed) == 1 and "loss.alpha=-1" in failed[0]
     client = mlflow.MlflowClient(isolated_tracking)
     runs = client.search_runs([client.get_experiment_by_name("topo").experiment_id])
-    parents = [r for r in runs if r.data.tags.get("topo.sweep") == "parent"]
-    assert len(parents) == 2 and len(runs) == 5
-    assert all(r.info.status == "FINISHED" for r in runs)
+    parents = {r.info.run_id: r for r in runs if r.data.tags.get("topo.sweep") == "parent"}
+    assert sorted(r.info.status for r in parents.values()) == ["FAILED", "FINISHED"]
+    for parent in parents.values():
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        if parent.info.status == "FAILED":  # alpha = -1 is refused before its run starts
+            assert [r.data.params["loss.alpha"] for r in children] == ["0.5"]
+            continue
+        swept = sorted(r.data.params["loss.layer_weights.layer4_1"] for r in children)
+        assert swept == ["0", "2.5"]
+        others = {r.data.params["loss.layer_weights.layer2_0"] for r in children}
+        assert others == {"None"}  # untouched layers keep alpha
 
 
 # Runs `python -m topo_train` with a checkpoint write hook that, at the chosen save and instant,
@@ -172,19 +146,13 @@ def uninterrupted(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize(
-    ("instant", "save"),
-    [("written", 1), ("rotated", 2)],
-    ids=["first-save-complete-but-not-renamed", "last.pt-rotated-away-new-not-in-place"],
-)
-def test_a_kill_inside_a_checkpoint_write_loses_nothing(tmp_path, uninterrupted, instant, save):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
-    marker = tmp_path / "in-the-window"
-    args = [*tiny_overrides(tmp_path), *KILL_STEPS]
+def _kill_inside_a_write(instant: str, save: int, args: list[str], cwd: Path, env: dict) -> None:
+    """Run the CLI until it is inside its ``save``-th checkpoint write at ``instant``, then
+    SIGKILL it there."""
+    marker = cwd / f"in-the-window-{instant}"
     process = subprocess.Popen(
         [sys.executable, "-c", KILL_DRIVER, instant, str(save), str(marker), *args],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -192,11 +160,24 @@ def test_a_kill_inside_a_checkpoint_write_loses_nothing(tmp_path, uninterrupted,
     deadline = time.time() + 300
     while not marker.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
-    assert marker.exists(), "the run never reached the write window"
+    assert marker.exists(), f"the run never reached the write window {instant}"
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def test_kills_inside_checkpoint_writes_lose_nothing(tmp_path, uninterrupted):
+    """Killed (1) with its first checkpoint complete but not yet renamed — no checkpoint, and
+    a tracking run already open — then (2) with last.pt rotated away and the new one not yet in
+    place, the run resumes to the uninterrupted run's weights, metrics.jsonl and MLflow
+    history, in one MLflow run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    args = [*tiny_overrides(tmp_path), *KILL_STEPS]
     run_dir = tmp_path / "run"
-    assert instant != "rotated" or not (run_dir / "last.pt").exists()  # the bug's window
+    _kill_inside_a_write("written", 1, args, tmp_path, env)
+    assert not (run_dir / "last.pt").exists() and list(run_dir.glob(".last.pt.*.tmp"))
+    _kill_inside_a_write("rotated", 2, args, tmp_path, env)  # starts over: no checkpoint yet
+    assert not (run_dir / "last.pt").exists() and (run_dir / "last.prev.pt").exists()
     resumed = run_cli(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     reference = uninterrupted / "run"
