@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import IO
 
 
-def atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write`` on a temp file beside ``target`` (directories created), then rename."""
+def atomic_write(
+    target: Path,
+    write: Callable[[IO[bytes]], object],
+    before_replace: Callable[[], object] | None = None,
+) -> None:
+    """Call ``write`` on a temp file beside ``target`` (directories created), then rename.
+
+    ``before_replace`` runs once the temp file is complete and synced, just before the rename
+    (a checkpoint rotates the previous file there).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -25,6 +33,8 @@ def atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,24 +54,15 @@ def _fsync_directory(directory: Path) -> None:
 
 def save_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     """Write ``run_dir/last.pt``, keeping the one before as ``last.prev.pt``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / CHECKPOINT_NAME
-    fd, temp = tempfile.mkstemp(dir=run_dir, prefix=f".{CHECKPOINT_NAME}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            torch.save({"format": FORMAT, **state}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, 0o644)
+
+    def rotate() -> None:  # the new file is complete on disk by now
         _hook("written")
         if target.exists():
             os.replace(target, run_dir / PREVIOUS_NAME)
         _hook("rotated")
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+
+    atomic_write(target, lambda stream: torch.save({"format": FORMAT, **state}, stream), rotate)
     _fsync_directory(run_dir)
     return target
 
