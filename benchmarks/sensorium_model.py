@@ -1,6 +1,6 @@
 """Benchmark: a training step of topo's Sensorium baseline against neuralpredictors 0.3.0.
 
-The published CNN baseline (reference §8) at the competition's sizes: batch 128, 7,500 neurons,
+The published CNN baseline at the competition's sizes: batch 128, 7,500 neurons,
 input 1×36×64 (scale 0.25; SENSORIUM) and 4×36×64 with the MLP shifter on the pupil centre
 (SENSORIUM+). The reference is assembled from neuralpredictors 0.3.0's classes
 (tests/topo_models/neuralpredictors_compat.py); topo loads the reference's saved state dict with

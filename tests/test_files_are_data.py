@@ -67,7 +67,7 @@ def spatial_checkpoint(path: Path, config_yaml: str = "{}") -> Path:
 
 def test_a_model_config_naming_a_foreign_target_is_refused_by_every_model_loader(tmp_path):
     from topo_eval.model_loading import load_trained_model
-    from topo_train.swapped_positions import load_network
+    from topo_train.sheet.swapped import load_network
 
     marker = tmp_path / "pwned"
     path = tmp_path / "model.pt"
@@ -103,6 +103,27 @@ def test_special_keys_nested_targets_and_objects_are_refused(tmp_path):
 def test_every_shipped_config_target_is_in_the_allowlist(group, table):
     targets = {yaml.safe_load(f.read_text())["_target_"] for f in (ROOT / "conf" / group).glob("*")}
     assert targets <= set(table())
+
+
+def test_a_checkpoint_naming_a_data_module_by_its_old_path_still_rebuilds_it(tmp_path):
+    """Checkpoints saved before topo_data's family folders name the modules' old paths."""
+    from topo_data.retina import RetinaResponseData
+    from topo_data.retina.responses import write_recording
+    from topo_eval.data_loading import build_data_module, with_training_data
+
+    table = data_module_constructors()
+    old = "topo_data.retina_responses.RetinaResponseData"
+    assert table[old] is table["topo_data.retina.RetinaResponseData"] is RetinaResponseData
+    rng = np.random.default_rng(0)
+    arrays = {
+        "stimulus": rng.random((60, 3, 3)).astype(np.float32),
+        "responses": rng.poisson(0.5, (60, 2)).astype(np.float32),
+    }
+    data = {"_target_": old, "path": str(write_recording(arrays, tmp_path / "rec.npz"))}
+    path = tmp_path / "model.pt"
+    torch.save({"model": {}, "config_yaml": yaml.safe_dump({"data": {**data, "window": 10}})}, path)
+    cfg = with_training_data(OmegaConf.create({"checkpoint": str(path), "data": None}))
+    assert isinstance(build_data_module(cfg.data, file=path), RetinaResponseData)
 
 
 def test_multitask_stages_refuse_a_foreign_data_target_from_the_checkpoint(tmp_path):
@@ -152,7 +173,7 @@ def test_predictive_task_refuses_a_foreign_data_target_from_the_checkpoint(tmp_p
 
 
 def test_a_checkpoint_holding_a_foreign_global_is_refused_as_such(tmp_path):
-    from topo_train.checkpoint import latest_checkpoint
+    from topo_train.run_checkpoints import latest_checkpoint
 
     marker = tmp_path / "pwned"
     run_dir = tmp_path / "run"

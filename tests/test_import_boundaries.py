@@ -1,14 +1,14 @@
-"""The dependency direction of DESIGN §1, and topo_models usable without hydra/mlflow/dvc."""
+"""The dependency direction of the packages, and topo_models usable without hydra/mlflow/dvc."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("topo_models", "topo_data", "topo_train", "topo_eval")

@@ -98,7 +98,7 @@ def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failur
 KILL_DRIVER = """
 import os, runpy, sys, time
 from pathlib import Path
-import topo_train.checkpoint as checkpoint
+import topo_train.run_checkpoints as checkpoint
 phase, number, marker = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 saves = []
 def hook(instant):

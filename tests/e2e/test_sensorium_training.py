@@ -32,6 +32,9 @@ SMALL_SIMULATION = (
 )
 
 
+PLUS = ("data.include_behavior=true", "data.include_eye_position=true")  # SENSORIUM+
+
+
 def small_run(tmp_path: Path, run: str, *extra: str) -> list[str]:
     """A few-second run: 40 neurons, 72×128 images at scale 0.5 (→ 36×64, the baseline input)."""
     return [
@@ -58,7 +61,7 @@ class Killed(Exception):
 
 
 def test_a_killed_sensorium_run_resumes_to_the_same_weights(tmp_path, compose_train):
-    straight = train(compose_train(small_run(tmp_path, "straight", "track=plus")))
+    straight = train(compose_train(small_run(tmp_path, "straight", *PLUS)))
 
     calls = {"n": 0}
     original = trainer_module.Trainer.train_step
@@ -69,7 +72,7 @@ def test_a_killed_sensorium_run_resumes_to_the_same_weights(tmp_path, compose_tr
             raise Killed
         return original(self, batch)
 
-    cfg = compose_train(small_run(tmp_path, "killed", "track=plus"))
+    cfg = compose_train(small_run(tmp_path, "killed", *PLUS))
     trainer_module.Trainer.train_step = dies_at_step_9
     try:
         with pytest.raises(Killed):
@@ -83,7 +86,7 @@ def test_a_killed_sensorium_run_resumes_to_the_same_weights(tmp_path, compose_tr
     b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["test/correlation"] == straight["test/correlation"]
-    assert "shifter.99999-1-1.mlp.4.weight" in a  # track=plus: the shifter was trained
+    assert "shifter.99999-1-1.mlp.4.weight" in a  # SENSORIUM+: the shifter was trained
 
 
 def test_sensorium_run_logs_to_mlflow_and_its_model_loads_for_evaluation(
@@ -112,7 +115,8 @@ def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
     tmp_path, compose_train
 ):
     """Published settings (batch 128, scale 0.25, 144×256 images) on the default simulated
-    mouse with behaviour and eye position (track=plus), 10 epochs (about 4 minutes on 2 cores).
+    mouse with behaviour and eye position (experiment=sensorium_plus), 10 epochs (about 4
+    minutes on 2 cores).
 
     The published readout predicts positions from cortex through a randomly initialised MLP, so
     a fit starts from a random (sometimes mirrored) retinotopy; from some starts the baseline
@@ -122,8 +126,7 @@ def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
     root = tmp_path / "sensorium"
     cfg = compose_train(
         [
-            "experiment=sensorium_baseline",
-            "track=plus",
+            "experiment=sensorium_plus",
             f"run_dir={tmp_path / 'fit'}",
             f"data.root={root}",
             "trainer.max_epochs=10",

@@ -16,7 +16,7 @@ from topo_data import (
     load_image_folder,
     write_embedded_image_folder,
 )
-from topo_data.embedded import photo_path
+from topo_data.images.embedded import photo_path
 
 SMALL = {"image_size": 16, "train_per_class": 3, "val_per_class": 1}
 

@@ -127,7 +127,7 @@ def test_corrupt_images_are_found_at_construction_naming_them(folders):
 
 
 def test_check_images_false_skips_the_scan_and_auto_skips_big_folders(folders, monkeypatch):
-    import topo_data.image_folder as image_folder
+    import topo_data.images.folder as image_folder
 
     train, _ = folders
     _truncated_jpeg(train / "a" / "cut.jpg")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from topo_data.errors import TopoDataError
-from topo_data.retina_responses import (
+from topo_data.retina.responses import (
     RetinaResponseData,
     causal_drive,
     planted_kernels,

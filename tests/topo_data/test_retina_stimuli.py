@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from topo_data.errors import TopoDataError
-from topo_data.retina_stimuli import (
+from topo_data.retina.stimuli import (
     CHIRP_SEGMENTS,
     as_video,
     chirp,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from topo_data.errors import TopoDataError
-from topo_data.retina_stimuli import full_field_flash, white_noise
-from topo_data.retina_video import (
+from topo_data.retina.stimuli import full_field_flash, white_noise
+from topo_data.retina.video import (
     BT601_WEIGHTS,
     ArraySource,
     ImageFileSource,

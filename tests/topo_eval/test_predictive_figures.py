@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from topo_eval.predictive_figures import (
+from topo_eval.figure_files import write_figure
+from topo_eval.predictive.figures import (
     plot_correlation_histograms,
     plot_rf_positions,
     retinotopy_r,
 )
-from topo_eval.responses import write_figure
 
 
 def neuron_rows(rng, key: str, n: int) -> pd.DataFrame:

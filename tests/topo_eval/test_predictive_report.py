@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.topo_eval.predictive_fakes import Model, planted_session
-from topo_eval.predictive_report import (
+from topo_eval.predictive.report import (
     NEURON_COLUMNS,
     model_predictions,
     neuron_table,

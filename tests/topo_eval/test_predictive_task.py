@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from tests.topo_eval.predictive_fakes import Model, planted_session
 from tests.topo_eval.test_predictive_report import numpy_scores
-from topo_eval.predictive_task import run_predictive
-from topo_eval.submission import read_submission
+from topo_eval.predictive.submission import read_submission
+from topo_eval.predictive.task import run_predictive
 from topo_models import TopoError
 
 
@@ -77,7 +77,7 @@ def test_run_predictive_on_a_simulated_session_through_the_real_loaders(tmp_path
     import torch
 
     from topo_data.sensorium import simulate, static_loaders
-    from topo_eval.submission import ground_truth, score_submission
+    from topo_eval.predictive.submission import ground_truth, score_submission
     from topo_models.predictive import sensorium_cnn
 
     path = simulate(

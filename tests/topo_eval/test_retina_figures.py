@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from topo_eval.retina_figures import (
+from topo_eval.retina.figures import (
     plot_on_off_maps,
     plot_spikes,
     plot_stage_responses,

@@ -7,8 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.topo_train.test_retina_fit import _overrides
-from topo_eval.__main__ import with_training_data
-from topo_eval.retina_fit_report import run_retina_fit
+from topo_eval.data_loading import with_training_data
+from topo_eval.retina.fit_report import run_retina_fit
 from topo_models import TopoError
 from topo_train.train import train
 

@@ -13,23 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from topo_data.retina_stimuli import white_noise
-from topo_data.retina_video import ArraySource, IterableSource, NpySource
-from topo_eval.retina_runner import (
+from tests.topo_eval.conftest import compose_eval
+from topo_data.retina.stimuli import white_noise
+from topo_data.retina.video import ArraySource, IterableSource, NpySource
+from topo_eval.retina.run_task import retina_from_config, run_retina_task, source_from_config
+from topo_eval.retina.runner import (
     CHECKPOINT_FILE,
     RUN_FILE,
     RetinaRunner,
     read_outputs,
 )
-from topo_eval.retina_task import retina_from_config, run_retina_task, source_from_config
 from topo_models import TopoError
 from topo_models.retina import Retina
 
-ROOT = Path(__file__).resolve().parents[2]
 FRAMES, SIZE = 300, 20
 
 
@@ -127,8 +125,8 @@ def test_a_sigkilled_run_resumes_to_the_uninterrupted_outputs(tmp_path, movie):
     out = tmp_path / "out"
     script = (
         "import sys, time\n"
-        "from topo_data.retina_video import NpySource\n"
-        "from topo_eval.retina_runner import RetinaRunner\n"
+        "from topo_data.retina.video import NpySource\n"
+        "from topo_eval.retina.runner import RetinaRunner\n"
         "from topo_models.retina import Retina\n"
         "RetinaRunner(Retina.from_preset('human.parvo'), NpySource(sys.argv[1]), sys.argv[2],\n"
         "             chunk=20, progress=False, on_chunk=lambda p: time.sleep(0.3)).run()\n"
@@ -246,12 +244,7 @@ def test_generated_chunks_from_a_restartable_generator_stream_and_resume(tmp_pat
 
 
 def _eval_config(*overrides: str):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(ROOT / "conf" / "topo_eval"), version_base="1.3"):
-            return compose("eval", overrides=["task=retina_run", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_eval("task=retina_run", *overrides)
 
 
 def test_retina_run_task_builds_retina_and_source_from_the_eval_config(tmp_path, movie):

@@ -12,7 +12,7 @@ import pytest
 
 from tests.topo_eval.predictive_fakes import Model, planted_session
 from tests.topo_eval.test_predictive_report import numpy_scores
-from topo_eval.submission import (
+from topo_eval.predictive.submission import (
     Submission,
     ground_truth,
     read_submission,

@@ -7,7 +7,7 @@ release), so the aliases are restored on ``collections`` before importing it.
 
 sensorium's builder (``stacked_core_full_gauss_readout``) is not on PyPI. ``build_reference_model``
 assembles the same model from neuralpredictors' own classes in the builder's order, with the
-published notebook settings (reference §8): seed, core, a zero forward for the readout's input
+published notebook settings: seed, core, a zero forward for the readout's input
 shape, a cortex-predicted-grid multi-readout, an optional MLP shifter, the firing-rate encoder.
 """
 
@@ -29,7 +29,7 @@ VERSION = "0.3.0"
 _ABC_ALIASES = ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable")
 
 # Published baseline settings (sensorium notebooks, 2022): the builder's defaults overridden by
-# the notebook's configuration. ``core_bias`` was False in 2022 (reference §4.4).
+# the notebook's configuration. ``core_bias`` was False in 2022.
 CORE_SETTINGS: dict[str, dict] = {
     "sensorium_cnn": {
         "hidden_channels": 64,

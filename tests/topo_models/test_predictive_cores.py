@@ -23,8 +23,8 @@ from topo_models.predictive.cores import (
 )
 from topo_models.predictive.cores.hermite import HermiteConv2D, generalized_laguerre
 
-# The published SENSORIUM CNN core (reference §8): the builder's defaults + the notebook's
-# settings, core_bias=False (2022).
+# The published SENSORIUM CNN core (sensorium's model tutorial): the builder's defaults + the
+# notebook's settings, core_bias=False (2022).
 CNN = dict(
     input_channels=1,
     hidden_channels=64,
@@ -98,7 +98,8 @@ def test_published_cnn_core_state_dict_matches_the_checkpoint_key_list():
 
 
 def test_published_trainable_parameter_counts():
-    # reference §8 checkpoint table: core 39,680 (SOTA), 55,232 (SOTA+, 4 channels), 28,224 (LN)
+    # the published checkpoints (docs/predictive.md): core 39,680 (SOTA), 55,232 (SOTA+,
+    # 4 channels), 28,224 (LN)
     def count(core: nn.Module) -> int:
         return sum(p.numel() for p in core.parameters() if p.requires_grad)
 

@@ -1,5 +1,5 @@
 """FiringRateEncoder and the Sensorium baseline builders (parameter counts of the published
-checkpoints, reference/sensorium.md §8; exact state-dict keys)."""
+checkpoints, see docs/predictive.md; exact state-dict keys)."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_sensorium_ln_parameter_counts_match_the_published_checkpoints():
 
 
 def reference_keys(key: str, layers: int, shifter: bool) -> set[str]:
-    """The published checkpoints' state-dict keys (reference/sensorium.md §4.2, §5, §6, §8)."""
+    """The published checkpoints' state-dict keys (neuralpredictors 0.3.0 names)."""
     norm = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     keys = {"core._input_weights_regularizer.laplace.filter", "core.features.layer0.conv.weight"}
     keys |= {f"core.features.layer0.norm.{p}" for p in norm}

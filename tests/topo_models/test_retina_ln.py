@@ -226,7 +226,7 @@ def test_training_from_the_default_init_changes_every_weight(model):
 
 
 def test_a_zero_initialised_rectified_filter_would_get_no_gradient():
-    # why the defaults are never zero (reference/retina.md §7 #15)
+    # why the defaults are never zero (convis's zero init does not train)
     model = LN((3, 2, 2), "relu")
     with torch.no_grad():
         model.filter.weight.zero_()

@@ -1,4 +1,4 @@
-"""Retina stages against independent formulas (reference/retina.md §1.3–1.7)."""
+"""Retina stages against independent formulas (VirtualRetina's equations, see docs/retina.md)."""
 
 from __future__ import annotations
 

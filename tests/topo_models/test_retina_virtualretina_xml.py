@@ -24,7 +24,7 @@ from topo_models.retina.virtualretina_xml import (
     write_virtualretina_xml,
 )
 
-# VirtualRetina's human.parvo.xml with the values of reference/retina.md §1.8.
+# VirtualRetina's human.parvo.xml (the model's defaults).
 HUMAN_PARVO = """<?xml version="1.0" encoding="UTF-8"?>
 <retina-description-file>
   <retina temporal-step__sec="0.01" input-luminosity-range="255" pixels-per-degree="5.0">

@@ -1,4 +1,5 @@
-"""Proximity and transport costs against numpy loops; fused kernels against autograd."""
+"""Proximity and transport costs against numpy loops; the loss objects' fused kernels (the one
+fast path) against autograd of the plain definitions: values, gradients, layer selection, NaN."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import torch
 from torch import nn
 
 from topo_models import TopoError
-from topo_models.losses import ProximityCost, TransportCost, proximity_cost, transport_cost
+from topo_models.losses import (
+    ProximityCost,
+    SpatialCosts,
+    TransportCost,
+    proximity_cost,
+    transport_cost,
+)
 from topo_models.losses.spatial_cost_kernels import (
     FusedProximity,
     FusedTransport,
@@ -226,12 +233,12 @@ def test_fused_gradients_reach_positions_and_weights_as_autograd_does(norm):
 def test_fused_kernels_pass_gradcheck_in_double_precision():
     sizes = [3, 70, 9]  # a tiny layer (padded block), one wider than a 64-block, a small one
     positions = [torch.randn(n, 2, dtype=torch.float64, requires_grad=True) for n in sizes]
-    plan = ProximityPlan.build(sizes, 2, EPS, torch.device("cpu"), torch.float64)
+    plan = ProximityPlan.build(sizes, EPS, torch.device("cpu"), torch.float64)
     assert torch.autograd.gradcheck(lambda *p: FusedProximity.apply(plan, *p), positions)
     shapes = [(70, 3), (9, 70, 3, 3)]
     for norm in ("l1", "l2"):
         plan = TransportPlan.build(
-            sizes, [1, 2], [0, 1], shapes, 2, EPS, norm, torch.device("cpu"), torch.float64
+            sizes, [1, 2], [0, 1], shapes, EPS, norm, torch.device("cpu"), torch.float64
         )
         weights = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
         assert torch.autograd.gradcheck(
@@ -265,3 +272,146 @@ def test_wrapped_and_generic_models_use_the_previous_spatial_module():
     assert list(per_layer) == ["2"] and per_layer["2"].item() == pytest.approx(expected)
     _, prox = ProximityCost()(nn.DataParallel(generic))
     assert list(prox) == ["0", "2"]
+
+
+def _plain_total(model, alpha: float, beta: float, norm: str, where=None) -> torch.Tensor:
+    """α · mean P + β · mean T from the plain definitions, in float64."""
+    layers = model.spatial_layers()
+    names = list(layers) if where is None else where
+    proximity = [proximity_cost(layers[n].positions.double()) for n in names]
+    transport = [
+        transport_cost(
+            layers[n].positions.double(),
+            layers[model.predecessor(n)].positions.double(),
+            layers[n].weight.double(),
+            norm,
+        )
+        for n in names
+        if model.predecessor(n) is not None
+    ]
+    total = torch.zeros((), dtype=torch.float64)
+    if alpha:
+        total = total + alpha * torch.stack(proximity).mean()
+    if beta and transport:
+        total = total + beta * torch.stack(transport).mean()
+    return total
+
+
+def _grads(model, total: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    total.backward()
+    return {n: p.grad.double() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        SpatialMLP(input_shape=(1, 4, 4), widths=(9, 70, 3), labels=4, seed=1),  # dim 2
+        SpatialMLP(input_shape=(1, 4, 4), widths=(9, 40), labels=4, dim=3, seed=1),
+        SpatialMLP(input_shape=(1, 4, 4), widths=(7, 5), labels=2, dim=1, seed=1),
+        SpatialCNN(channels=(3, 6), labels=4, seed=1),  # kernels (N, M, kh, kw)
+    ],
+    ids=["mlp-dim2", "mlp-dim3", "mlp-dim1", "cnn"],
+)
+def test_spatial_costs_in_float32_match_the_definitions_with_gradients(model, norm):
+    """Values, per-layer values and gradients of positions and weights (float32 fused kernels)
+    against float64 autograd of the plain functions, with an upstream gradient other than 1."""
+    costs = SpatialCosts(proximity=3.0, transport=0.7, norm=norm)
+    total, values = costs(model)
+    assert total.dtype == torch.float32 and total.grad_fn is not None
+    expected = _plain_total(model, 3.0, 0.7, norm)
+    torch.testing.assert_close(total.double(), expected, rtol=1e-6, atol=1e-8)
+    fused, plain = _grads(model, -2.5 * total), _grads(model, -2.5 * expected)
+    assert fused.keys() == plain.keys()
+    assert any(n.endswith("positions") for n in fused) and any("weight" in n for n in fused)
+    for name, grad in plain.items():
+        torch.testing.assert_close(fused[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    layers = model.spatial_layers()
+    for name, layer in layers.items():
+        assert values[f"proximity/{name}"].item() == pytest.approx(
+            proximity_cost(layer.positions.double()).item(), rel=1e-6
+        )
+        previous = model.predecessor(name)
+        if previous is not None:
+            assert values[f"transport/{name}"].item() == pytest.approx(
+                transport_cost(
+                    layer.positions.double(),
+                    layers[previous].positions.double(),
+                    layer.weight.double(),
+                    norm,
+                ).item(),
+                rel=1e-6,
+            )
+    assert all(not value.requires_grad for value in values.values())
+
+
+def test_spatial_costs_cover_far_and_coincident_neurons():
+    """Distances from 0 (coincident: sqrt(eps)) to beyond the clamp at 80, against the
+    definition; coincident neurons get exactly the definition's zero pull from each other."""
+    model = SpatialMLP(input_shape=(1, 2, 2), widths=(6,), labels=2, n_tasks=1, seed=0)
+    with torch.no_grad():
+        model.hidden1.positions.copy_(
+            torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.3, -0.2], [5.0, 1.0], [-20.0, 3.0], [90, 9]])
+        )
+        model.output.positions.mul_(40.0)
+    total, _ = SpatialCosts(proximity=1.0, transport=1.0, norm="l2")(model)
+    expected = _plain_total(model, 1.0, 1.0, "l2")
+    torch.testing.assert_close(total.double(), expected, rtol=1e-6, atol=1e-8)
+    fused, plain = _grads(model, total), _grads(model, expected)
+    for name, grad in plain.items():
+        torch.testing.assert_close(fused[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "beta", "where"),
+    [(3.0, 0.0, None), (0.0, 1.0, None), (2.0, 1.0, ["hidden3", "hidden1"])],
+)
+def test_spatial_costs_skip_a_zero_strength_and_follow_where(alpha, beta, where):
+    model = SpatialMLP(input_shape=(1, 3, 3), widths=(5, 8, 6), labels=2, seed=3)
+    total, values = SpatialCosts(alpha, beta, where=where, norm="l1")(model)
+    expected = _plain_total(model, alpha, beta, "l1", where)
+    torch.testing.assert_close(total.double(), expected, rtol=1e-6, atol=1e-8)
+    assert ("proximity" in values) == (alpha > 0) and ("transport" in values) == (beta > 0)
+    if where is not None:
+        assert set(values) == {
+            "proximity",
+            "proximity/hidden3",
+            "proximity/hidden1",
+            "transport",
+            "transport/hidden3",
+        }
+    fused, plain = _grads(model, total), _grads(model, expected)
+    assert fused.keys() == plain.keys()  # no zero gradient for an uncovered parameter
+    for name, grad in plain.items():
+        torch.testing.assert_close(fused[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_nan_position_propagates_as_in_the_definitions():
+    """No fast-math assumption: a NaN reaches the total, its own layer's costs and the
+    gradients the definition sends it to, and no other layer's value."""
+    model = SpatialMLP(input_shape=(1, 3, 3), widths=(70, 8, 12), labels=2, seed=3)
+    with torch.no_grad():
+        model.hidden2.positions[3, 0] = float("nan")
+    total, values = SpatialCosts(3.0, 1.0, norm="l1")(model)
+    assert torch.isnan(total)
+    layers = model.spatial_layers()
+    for name, layer in layers.items():
+        plain = proximity_cost(layer.positions)
+        assert torch.isnan(values[f"proximity/{name}"]) == torch.isnan(plain), name
+        previous = model.predecessor(name)
+        if previous is not None:
+            plain = transport_cost(layer.positions, layers[previous].positions, layer.weight, "l1")
+            assert torch.isnan(values[f"transport/{name}"]) == torch.isnan(plain), name
+    assert not torch.isnan(values["proximity/hidden1"]) and torch.isnan(values["transport/hidden3"])
+    fused, plain = _grads(model, total), _grads(model, _plain_total(model, 3.0, 1.0, "l1"))
+    for name, grad in plain.items():
+        assert torch.equal(torch.isnan(fused[name]), torch.isnan(grad)), name
+    assert torch.isnan(fused["hidden2.positions"]).any()
+
+
+def test_float64_models_get_the_definitions_to_float64_rounding():
+    model = SpatialMLP(widths=(16, 8), seed=2).double()
+    total, _ = SpatialCosts(proximity=3.0, transport=1.0, norm="l1")(model)
+    assert total.dtype == torch.float64
+    torch.testing.assert_close(total, _plain_total(model, 3.0, 1.0, "l1"), rtol=1e-12, atol=0)

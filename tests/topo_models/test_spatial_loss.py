@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
 
-from topo_models import TopoError
+from topo_models import TopoError, create_model
 from topo_models.losses import (
     SpatialCorrelationLoss,
     batched_spatial_correlation_loss,
     spatial_correlation_loss,
 )
+from topo_models.losses.spatial_loss import width_groups
+from topo_models.positions import UniformLayout
 
 
 def numpy_reference(responses: np.ndarray, coordinates: np.ndarray, version: str) -> float:
@@ -218,3 +223,59 @@ def test_gradient_matches_autograd_of_the_plain_formula():
     plain = responses.clone().requires_grad_(True)
     plain_torch_loss(plain, coordinates).backward()
     torch.testing.assert_close(ours.grad.double(), plain.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_layers_with_the_same_neighbourhood_width_share_one_batched_call():
+    assert width_groups([67, 67, 172, 171, 500, 500]) == [
+        ([0, 1], 67),
+        ([2], 172),
+        ([3], 171),
+        ([4, 5], 500),
+    ]
+    positions = two_layer_positions()
+    positions["c"] = positions["a"]  # as wide as "a" (6 units), unlike "b" (9)
+    loss = SpatialCorrelationLoss(positions, {"a": 1.0, "b": 1.0, "c": 1.0})
+    assert loss.groups == [([0, 2], 6), ([1], 9)]
+
+
+def test_module_gradient_equals_autograd_of_a_loop_over_layers_and_neighbourhoods():
+    positions = two_layer_positions()
+    loss = SpatialCorrelationLoss(positions, {"a": 0.5, "b": 2.0}, neighborhoods_per_step=3, seed=7)
+    torch.manual_seed(0)
+    features = {
+        "a": torch.randn(10, 2, 3, 3, dtype=torch.float64, requires_grad=True),
+        "b": torch.randn(10, 4, 2, 2, dtype=torch.float64, requires_grad=True),
+    }
+    loss(features)[0].backward()
+    grads = {name: f.grad.clone() for name, f in features.items()}
+    replay = torch.Generator().manual_seed(7)
+    uniforms = torch.rand((2, 3), generator=replay)
+    expected = 0.0
+    for index, (name, weight) in enumerate((("a", 0.5), ("b", 2.0))):
+        table = torch.as_tensor(positions[name].neighborhood_indices)
+        coords = torch.as_tensor(positions[name].coordinates, dtype=torch.float64)
+        picks = (uniforms[index] * table.shape[0]).long().tolist()
+        values = [
+            plain_torch_loss(features[name].flatten(1)[:, table[p]], coords[table[p]])
+            for p in picks
+        ]
+        expected = expected + weight * torch.stack(values).mean()
+    plain = torch.autograd.grad(expected, list(features.values()))
+    for (name, grad), reference in zip(grads.items(), plain, strict=True):
+        torch.testing.assert_close(grad, reference, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_a_steps_activations_are_freed_after_backward():
+    """Nothing the loss keeps holds a step's features: a run would otherwise grow by every
+    step's activations (benchmarks/RESULTS.md, 2026-12-06, memory growth)."""
+    torch.manual_seed(0)
+    model = create_model("resnet18_spatial")
+    positions = UniformLayout(n_neighborhoods=30, seed=1).build(model, 32)
+    loss = SpatialCorrelationLoss(positions, {name: 0.5 for name in positions})
+    output, features = model(torch.randn(4, 3, 32, 32))
+    spatial, _ = loss(features)
+    alive = [weakref.ref(tensor) for tensor in features.values()]
+    (output.square().mean() + spatial).backward()
+    del output, features, spatial
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)

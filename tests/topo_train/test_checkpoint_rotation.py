@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from topo_train import checkpoint
-from topo_train.checkpoint import latest_checkpoint, remove_stale_temp_files, save_checkpoint
+from topo_train import run_checkpoints as checkpoint
+from topo_train.run_checkpoints import latest_checkpoint, remove_stale_temp_files, save_checkpoint
 
 
 @pytest.fixture

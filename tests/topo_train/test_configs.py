@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_object, instantiate
 
 from tests.conftest import CONF
+from topo_train.train import with_objective_requirements
 
 GROUPS = {
     group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -21,7 +23,6 @@ GROUPS = {
         "trainer",
         "tracking",
         "experiment",
-        "track",
     )
 }
 TDANN_LOSSES = [
@@ -29,7 +30,7 @@ TDANN_LOSSES = [
 ]
 # families whose units are not placed on a TDANN sheet (predictive neurons bring their cortical
 # coordinates, spatial multi-task networks learn their positions)
-PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln")
+PREDICTIVE_EXPERIMENTS = ("sensorium_baseline", "sensorium_ln", "sensorium_plus")
 SHEETLESS_EXPERIMENTS = (*PREDICTIVE_EXPERIMENTS, "spatial_multitask", "retina_fit")
 
 
@@ -38,8 +39,6 @@ SHEETLESS_EXPERIMENTS = (*PREDICTIVE_EXPERIMENTS, "spatial_multitask", "retina_f
 )
 def test_every_option_composes_and_names_a_real_target(compose_train, group, option):
     overrides = [f"{group}={option}"]
-    if group == "track":  # a switch of the sensorium experiments
-        overrides.insert(0, "experiment=sensorium_baseline")
     cfg = compose_train(overrides)
     for name in ("model", "loss", "data", "positions", "optim", "sched", "trainer", "tracking"):
         if name == "positions" and cfg.positions is None:  # no TDANN sheet
@@ -48,9 +47,22 @@ def test_every_option_composes_and_names_a_real_target(compose_train, group, opt
         assert callable(get_object(cfg[name]._target_)), (name, cfg[name]._target_)
 
 
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [(g, o) for g, options in GROUPS.items() if g != "experiment" for o in options],
+)
+def test_every_group_file_configures_its_own_constructor_only(group, option):
+    """One file, one constructor: a ``_target_`` and no ``@package _global_`` reaching into
+    other groups (experiments are the one place that composes several)."""
+    text = (CONF / group / f"{option}.yaml").read_text()
+    assert "@package" not in text
+    assert yaml.safe_load(text).get("_target_"), (group, option)
+
+
 @pytest.mark.parametrize("loss", TDANN_LOSSES)
 def test_loss_options_pick_their_head_and_views(compose_train, loss):
-    cfg = compose_train([f"loss={loss}"])
+    """The objective declares its head and views; the loop fills them into null keys."""
+    cfg = with_objective_requirements(compose_train([f"loss={loss}"]))
     simclr = "simclr" in loss
     assert cfg.model.head == ("projector" if simclr else "classifier")
     assert cfg.data.views == ("simclr" if simclr else "supervised")
@@ -106,13 +118,14 @@ def test_sensorium_experiments_hold_the_published_training_settings(compose_trai
     assert not cfg.loss.avg_loss
     expected_model = "sensorium_ln" if experiment.endswith("_ln") else "sensorium_cnn"
     assert cfg.model._target_.endswith(expected_model)
-    assert not cfg.model.shifter and not cfg.data.include_behavior
+    assert cfg.model.shifter is None
+    assert cfg.data.include_behavior == (experiment == "sensorium_plus")
 
 
-@pytest.mark.parametrize("experiment", PREDICTIVE_EXPERIMENTS)
-def test_track_plus_adds_behaviour_channels_and_the_shifter(compose_train, experiment):
-    cfg = compose_train([f"experiment={experiment}", "track=plus"])
-    assert cfg.model.shifter and cfg.data.include_behavior and cfg.data.include_eye_position
+def test_sensorium_plus_adds_behaviour_channels_and_the_eye_position(compose_train):
+    cfg = compose_train(["experiment=sensorium_plus"])
+    assert cfg.data.include_behavior and cfg.data.include_eye_position
+    assert cfg.model.shifter is None  # the data module fills it: a shifter with eye positions
 
 
 def test_spatial_multitask_experiment_holds_the_published_hyper_parameters(compose_train):
@@ -127,3 +140,11 @@ def test_spatial_multitask_experiment_holds_the_published_hyper_parameters(compo
     assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 5e-3
     assert (cfg.loss.proximity, cfg.loss.transport, cfg.loss.norm) == (3.0, 1.0, "l1")
     assert cfg.positions is None and cfg.trainer.early_stopping.metric == "val/accuracy"
+
+
+def test_a_head_the_objective_does_not_train_is_refused(compose_train):
+    from topo_models import TopoError
+
+    cfg = compose_train(["loss=supervised", "model.head=projector"])
+    with pytest.raises(TopoError, match="model.head"):
+        with_objective_requirements(cfg)

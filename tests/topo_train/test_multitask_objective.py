@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from topo_models.losses import native_costs, proximity_cost, transport_cost
+from topo_models.losses import proximity_cost, transport_cost
 from topo_models.spatial import IGNORE_INDEX, SpatialMLP, multitask_cross_entropy
-from topo_train.multitask_objective import MultiTaskObjective
+from topo_train.objectives.multitask import MultiTaskObjective
 
 
 def _batch(model: SpatialMLP, size: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,19 +35,8 @@ def _plain_costs(model: SpatialMLP, alpha: float, beta: float, norm: str) -> tor
     return alpha * proximity.mean() + beta * transport.mean()
 
 
-@pytest.fixture(params=["c-kernels", "torch-kernels"])
-def kernels(request, monkeypatch, tmp_path):
-    """Both implementations a CPU run can take (TOPO_NATIVE_COSTS=0: the fallback)."""
-    monkeypatch.setenv("TOPO_CACHE_DIR", str(tmp_path))
-    if request.param == "torch-kernels":
-        monkeypatch.setenv("TOPO_NATIVE_COSTS", "0")
-    native_costs.native_library.cache_clear()
-    yield request.param
-    native_costs.native_library.cache_clear()
-
-
 @pytest.mark.parametrize("norm", ["l1", "l2"])
-def test_loss_is_cross_entropy_plus_the_weighted_costs_with_their_gradients(kernels, norm):
+def test_loss_is_cross_entropy_plus_the_weighted_costs_with_their_gradients(norm):
     torch.manual_seed(0)
     model = SpatialMLP(input_shape=(1, 4, 4), widths=(12, 9), labels=3, seed=1)
     objective = MultiTaskObjective(proximity=3.0, transport=0.5, norm=norm)
@@ -73,7 +62,7 @@ def test_loss_is_cross_entropy_plus_the_weighted_costs_with_their_gradients(kern
     assert all(not getattr(value, "requires_grad", False) for value in metrics.values())
 
 
-def test_the_control_run_computes_no_cost(kernels):
+def test_the_control_run_computes_no_cost():
     model = SpatialMLP(input_shape=(1, 4, 4), widths=(5,), labels=2, seed=1)
     objective = MultiTaskObjective(proximity=0.0, transport=0.0)
     total, metrics = objective.costs(model)
@@ -83,52 +72,9 @@ def test_the_control_run_computes_no_cost(kernels):
     assert all(layer.positions.grad is None for layer in model.spatial_layers().values())
 
 
-def test_direct_gradients_give_the_graph_gradients_after_backward(kernels):
-    """Forward and backward inside direct_gradients(scale), .grad zeroed before: the same loss
-    and the same .grad as backward of scale × the ordinary loss — bit for bit on the C path
-    (one sum per parameter either way); the torch kernels stay in the graph."""
-    torch.manual_seed(0)
-    model = SpatialMLP(input_shape=(1, 4, 4), widths=(12, 9), labels=3, seed=1)
-    objective = MultiTaskObjective(proximity=3.0, transport=0.5, norm="l1")
-    batch = _batch(model)
-    loss, _ = objective(model, batch)
-    (4.0 * loss).backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    with objective.direct_gradients(scale=lambda: 4.0):
-        direct_loss, metrics = objective(model, batch)
-        assert direct_loss.item() == loss.item() and direct_loss.requires_grad
-        if kernels == "c-kernels":  # written in forward, before any backward
-            assert model.hidden1.positions.grad is not None
-        (4.0 * direct_loss).backward()
-    assert float(metrics["loss/proximity"]) > 0
-    for name, parameter in model.named_parameters():
-        if kernels == "c-kernels":
-            assert torch.equal(parameter.grad, expected[name]), name
-        else:
-            torch.testing.assert_close(parameter.grad, expected[name], msg=name)
-
-
-def test_direct_gradients_blocks_end_and_do_not_nest(kernels):
-    model = SpatialMLP(input_shape=(1, 4, 4), widths=(5,), labels=2, seed=1)
-    objective = MultiTaskObjective(proximity=3.0, transport=1.0)
-    with pytest.raises(ValueError, match="failed"):
-        with objective.direct_gradients():
-            raise ValueError("the step failed")
-    with objective.direct_gradients():
-        with pytest.raises(RuntimeError, match="do not nest"):
-            with objective.direct_gradients():
-                pass
-    loss, _ = objective(model, _batch(model))  # outside a block: an ordinary graph again
-    assert model.hidden1.positions.grad is None and loss.grad_fn is not None
-    loss.backward()
-    assert model.hidden1.positions.grad is not None
-
-
-def test_the_trainer_steps_to_the_weights_of_a_plain_autograd_loop(kernels, tmp_path):
-    """Trainer.train_step opens the objective's direct_gradients block (gradients zeroed
-    first): three steps reach the same weights, bit for bit, as a plain loop that
-    differentiates the ordinary loss."""
+def test_the_trainer_steps_to_the_weights_of_a_plain_autograd_loop(tmp_path):
+    """The objective returns an ordinary autograd loss: three Trainer.train_step calls reach
+    the same weights, bit for bit, as a plain loop that differentiates it."""
     from topo_train.runtime import DistributedContext
     from topo_train.settings import TrainerSettings
     from topo_train.tracking import NullTracker

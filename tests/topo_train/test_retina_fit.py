@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from topo_models import TopoError
 from topo_models.retina import LN, LNCascade, cell_ln, memory_frames
 from topo_models.retina.fit_metrics import cell_correlations, poisson_nll
+from topo_train.objectives.retina import RetinaPoissonObjective
 from topo_train.optimisers import parameter_groups
-from topo_train.retina_objective import RetinaPoissonObjective
 from topo_train.train import train
 from topo_train.trainer import Trainer
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-import topo_train.swapped_positions as swapped_module
+import topo_train.sheet.swapped as swapped_module
 from tests.conftest import tiny_overrides
+from topo_models import TopoError
 from topo_models.positions import NetworkPositions
 from topo_train import train
-from topo_train.train import make_positions
+from topo_train.train import make_positions, with_objective_requirements
 
 
 @pytest.mark.slow
@@ -30,7 +31,7 @@ def test_swapped_positions_permute_the_initial_layout_and_resume_per_layer(
         f"positions.cache_dir={tmp_path / 'cache'}",
         "positions.progress=false",
     ]
-    cfg = compose_train(swap)
+    cfg = with_objective_requirements(compose_train(swap))
     make_positions(cfg)
     result = NetworkPositions.load(tmp_path / "pos")
     data = instantiate(cfg.data)
@@ -57,25 +58,12 @@ def test_swapped_positions_permute_the_initial_layout_and_resume_per_layer(
         np.testing.assert_array_equal(again[name].coordinates, result[name].coordinates)
 
 
-@pytest.mark.slow
-def test_swapped_without_a_network_trains_the_alpha_zero_control_first(tmp_path, compose_train):
+def test_swapped_without_a_network_says_which_stages_to_run_first(tmp_path, compose_train):
+    """The alpha = 0 control is a stage of its own (a run, or the DVC pipeline's), never a
+    training started inside the positions stage."""
     overrides = [o for o in tiny_overrides(tmp_path, "pos") if not o.startswith("positions.")]
-    cfg = compose_train(
-        [
-            *overrides,
-            "task=positions",
-            "positions=swapped",
-            "positions.initial.n_neighborhoods=300",
-            "positions.n_windows=10",
-            "positions.proposals_per_window=20",
-            "positions.progress=false",
-            "loss.layer_weights.layer4_1=2.5",
-        ]
-    )
-    make_positions(cfg)
-    import torch
-
-    control = torch.load(tmp_path / "pos_lw0" / "last.pt", weights_only=True)
-    assert "alpha: 0.0" in control["config_yaml"] and "layer4_1: 2.5" not in control["config_yaml"]
-    assert (tmp_path / "pos_lw0" / "model.pt").is_file()
-    assert len(NetworkPositions.load(tmp_path / "pos")) == 8
+    cfg = compose_train([*overrides, "task=positions", "positions=swapped"])
+    with pytest.raises(TopoError, match="loss.alpha=0") as error:
+        make_positions(cfg)
+    assert "task=positions positions=swapped positions.network=" in str(error.value)
+    assert not (tmp_path / "pos").exists() and not (tmp_path / "pos_lw0").exists()

@@ -1,6 +1,7 @@
 """Image transforms for self-supervised (SimCLR) and supervised training.
 
-They follow the recipes TDANN trained with (reference/tdann.md §6): the SimCLR view of Chen et
+They follow the recipes TDANN trained with (Margalit et al. 2024; see docs/tdann.md): the SimCLR
+view of Chen et
 al. 2020 (random resized crop, flip, colour distortion, grayscale, Gaussian blur) and the
 standard ImageNet supervised pipeline. All randomness comes from the global ``torch`` RNG, so
 wrapping a data set in :class:`topo_data.sampling.SeededSamples` makes every augmentation a

@@ -1,12 +1,12 @@
 """Read TDANN/VISSL checkpoints into ``ResNet18Spatial`` and write them back in VISSL's layout.
 
 TDANN trains with VISSL, whose ``torch.save`` dict nests the weights as
-``ckpt["classy_state_dict"]["base_model"]["model"]["trunk" | "heads"]`` (reference/tdann.md
-§4.1). The trunk state dict holds every tensor twice: ``base_model.<torchvision key>`` and
+``ckpt["classy_state_dict"]["base_model"]["model"]["trunk" | "heads"]``. The trunk state dict
+holds every tensor twice: ``base_model.<torchvision key>`` and
 ``_feature_blocks.<block>.<param>`` (blocks ``conv1, maxpool, layer1_0 … layer4_1, avgpool``;
 ``bn1`` is absent), because spacetorch's ``SpatialResNet18`` references the same modules under
-two names (§4.2). Heads are ``0.0.clf.0.*`` / ``0.1.clf.0.*`` (SimCLR projector) or
-``0.clf.0.*`` (supervised classifier) (§4.3).
+two names. Heads are ``0.0.clf.0.*`` / ``0.1.clf.0.*`` (SimCLR projector) or
+``0.clf.0.*`` (supervised classifier).
 
 Files are read with ``weights_only=True``: a checkpoint that needs arbitrary unpickling is refused,
 never executed. Loading is strict, and shapes are compared before ``load_state_dict`` so a wrong

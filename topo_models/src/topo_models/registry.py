@@ -1,4 +1,5 @@
-"""A small model registry: configs and users name models, ``create_model`` builds them.
+"""The one table of model constructors: a short name for ``create_model`` and the dotted path
+a config's ``_target_`` uses, both for the same constructor.
 
 Every registered constructor returns a module whose ``forward`` gives ``(output, features)``,
 ``features`` mapping layer names to activations, so losses and analyses work on any trunk.
@@ -13,15 +14,23 @@ from torch import nn
 from topo_models.errors import TopoError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_TARGETS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that registers a model constructor under ``name``."""
+def register_model(
+    name: str | None, target: str | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a model constructor under ``name`` (for ``create_model``: a
+    trunk returning ``(output, features)``) and, for configs, under ``target``: the public
+    dotted path their ``_target_`` names (a model of another kind has a target only)."""
 
     def decorator(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise TopoError("a model of this name is already registered", field=name)
-        _REGISTRY[name] = constructor
+        if name in _REGISTRY or (target is not None and target in _TARGETS):
+            raise TopoError("a model of this name is already registered", field=name or target)
+        if name is not None:
+            _REGISTRY[name] = constructor
+        if target is not None:
+            _TARGETS[target] = constructor
         return constructor
 
     return decorator
@@ -43,22 +52,12 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
 
 
 def model_constructors() -> dict[str, Callable[..., nn.Module]]:
-    """Every constructor a saved ``model_config`` may name as its ``_target_``.
+    """Every constructor a saved ``model_config`` may name as its ``_target_``: the registered
+    names and config paths. :func:`topo_models.rebuild.build_from_config` builds nothing
+    outside this table."""
+    import topo_models.predictive
+    import topo_models.retina
+    import topo_models.spatial
+    import topo_models.trunks  # noqa: F401  (each family registers its models on import)
 
-    Registry names plus the dotted paths topo's own model configs use (``conf/model/*.yaml``);
-    :func:`topo_models.rebuild.build_from_config` builds nothing outside this table.
-    """
-    from topo_models.predictive import sensorium_cnn, sensorium_ln
-    from topo_models.retina import cell_ln
-    from topo_models.spatial import SpatialCNN, SpatialMLP
-    from topo_models.trunks import ResNet18Spatial
-
-    return {
-        **_REGISTRY,
-        "topo_models.ResNet18Spatial": ResNet18Spatial,
-        "topo_models.spatial.SpatialMLP": SpatialMLP,
-        "topo_models.spatial.SpatialCNN": SpatialCNN,
-        "topo_models.predictive.sensorium_cnn": sensorium_cnn,
-        "topo_models.predictive.sensorium_ln": sensorium_ln,
-        "topo_models.retina.cell_ln": cell_ln,
-    }
+    return {**_REGISTRY, **_TARGETS}

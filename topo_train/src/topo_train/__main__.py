@@ -24,7 +24,7 @@ log = logging.getLogger("topo_train")
 __all__ = ["MAX_DIRNAME", "main", "short_dirname"]
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> dict | None:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)

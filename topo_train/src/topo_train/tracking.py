@@ -70,6 +70,7 @@ class NullTracker:
     """Tracking switched off (``tracking=none``): every call does nothing, on purpose."""
 
     run_id: str | None = None
+    log_checkpoint = False
 
     def start(self, config: Mapping[str, Any], run_name: str, run_id: str | None) -> str | None:
         return None

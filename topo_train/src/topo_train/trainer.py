@@ -2,7 +2,7 @@
 
 Family-specific work happens in the objective (``objective(model, batch) -> (loss, metrics)``);
 the loop only moves batches, steps the optimiser and records. Resume is exact: the checkpoint
-holds model, optimiser, scheduler, scaler, objective (its neighbourhood generator) and RNG
+holds model, optimiser, scheduler, scaler, objective (its random state) and RNG
 states, and the data order is a pure function of (seed, epoch), so a run killed at any step and
 restarted ends with the same weights as one that never stopped.
 """
@@ -14,7 +14,6 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,10 @@ from tqdm.auto import tqdm
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
 from topo_train.batches import to_device
-from topo_train.checkpoint import latest_checkpoint, save_checkpoint
+from topo_train.contracts import DataModule, Objective
 from topo_train.early_stopping import STOP, EarlyStopping
 from topo_train.optimisers import is_plateau, uses_closure
+from topo_train.run_checkpoints import latest_checkpoint, save_checkpoint
 from topo_train.runtime import DistributedContext
 from topo_train.settings import TrainerSettings
 
@@ -39,22 +39,16 @@ METRICS_FILE = "metrics.jsonl"
 class Trainer:
     """Runs ``settings.max_steps`` optimiser steps of ``objective`` on ``model``.
 
-    Validation averages the objective's metrics over ``data.val_loader()``, unless the
-    objective has ``evaluate(model, data, device, tier) -> metrics`` (metrics pooled over a
-    whole tier, such as per-neuron correlations); such an objective may also name a
-    ``test_tier`` evaluated once at the end. With ``settings.early_stopping`` the metric is
-    watched at every validation (one before the first step too), and the run ends on the best
-    weights.
+    Validation is the objective's ``evaluate`` (metrics over the whole tier, batch means or
+    pooled scores); its ``test_tier``, if any, is evaluated once at the end. With
+    ``settings.early_stopping`` the metric is watched at every validation (one before the first
+    step too), and the run ends on the best weights.
 
     Args:
         settings: loop settings.
         model: the trunk (already on ``device``; wrapped in DDP when distributed).
-        objective: module with ``forward(model, batch) -> (loss, metrics)``; one with
-            ``direct_gradients(scale)`` (a context manager) gets forward and backward run
-            inside it, the gradients zeroed first, so that it can write gradients it knows in
-            closed form straight into ``.grad`` (times ``scale()``, the loss scale).
-        data: data module with ``train_loader(epoch, start_batch)``, ``steps_per_epoch`` and
-            ``val_loader()``.
+        objective: a :class:`topo_train.contracts.Objective`.
+        data: a :class:`topo_train.contracts.DataModule`.
         optimizer: optimiser over the model's parameters.
         scheduler: LR scheduler stepped once per optimiser step (``ReduceLROnPlateau``: once
             per validation, with the early-stopping metric).
@@ -69,8 +63,8 @@ class Trainer:
         self,
         settings: TrainerSettings,
         model: nn.Module,
-        objective: nn.Module,
-        data: Any,
+        objective: Objective,
+        data: DataModule,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         tracker: Any,
@@ -219,13 +213,6 @@ class Trainer:
                 found=float(loss),
             )
 
-    def _gradients(self) -> AbstractContextManager:
-        """Around forward and backward (``.grad`` zeroed before): the objective's
-        ``direct_gradients`` block if it has one (gradients it knows in closed form, written
-        into ``.grad`` during forward, scaled as the loss is), else nothing."""
-        direct = getattr(self.objective, "direct_gradients", None)
-        return nullcontext() if direct is None else direct(self.scaler.get_scale)
-
     def _closure_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One step of a closure optimiser (LBFGS): it evaluates loss and gradients itself,
         as often as its line search needs; the metrics are those of its first evaluation."""
@@ -233,10 +220,9 @@ class Trainer:
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            with self._gradients():
-                loss, metrics = self.objective(self.model, batch)
-                self._check_finite(loss)
-                loss.backward()
+            loss, metrics = self.objective(self.model, batch)
+            self._check_finite(loss)
+            loss.backward()
             if self.settings.grad_clip_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
             if not first:
@@ -255,11 +241,10 @@ class Trainer:
         if self.uses_closure:
             return self._closure_step(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._gradients():
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                loss, metrics = self.objective(self.model, batch)
-            self._check_finite(loss)
-            self.scaler.scale(loss).backward()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            loss, metrics = self.objective(self.model, batch)
+        self._check_finite(loss)
+        self.scaler.scale(loss).backward()
         if self.settings.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
@@ -272,26 +257,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, tier: str = "validation") -> dict[str, float]:
-        evaluate = getattr(self.objective, "evaluate", None)
-        if evaluate is not None:
-            return dict(evaluate(self.bare_model, self.data, self.device, tier))
-        loader = self.data.val_loader()
-        if loader is None:
-            return {}
-        self.model.eval()
-        sums: dict[str, float] = defaultdict(float)
-        batches = 0
-        for batch in loader:
-            batch = to_device(batch, self.device)
-            if batch[0].shape[0] < 2:  # correlations across a batch need two samples
-                continue
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                _, metrics = self.objective(self.model, batch)
-            for key, value in metrics.items():
-                sums[key] += float(value)
-            batches += 1
+        """The objective's metrics over ``tier`` (validation, or its test tier at the end)."""
+        metrics = self.objective.evaluate(self.bare_model, self.data, self.device, tier)
         self.model.train()
-        return {f"val/{k}": v / batches for k, v in sums.items()} if batches else {}
+        return dict(metrics)
 
     def _validate_and_watch(self, last: dict[str, float]) -> bool:
         """Validate, record (into ``last`` too), step a plateau scheduler and early stopping;
@@ -381,9 +350,8 @@ class Trainer:
         final: dict[str, float] = {}
         if self.stopper is not None and self.stopper.best is not None:
             final[f"best/{self.settings.early_stopping.metric}"] = float(self.stopper.best)
-        tier = getattr(self.objective, "test_tier", None)
-        if tier is not None and getattr(self.objective, "evaluate", None) is not None:
-            final.update(self.validate(tier))
+        if self.objective.test_tier is not None:
+            final.update(self.validate(self.objective.test_tier))
         if final:
             self._record(final)
         return final

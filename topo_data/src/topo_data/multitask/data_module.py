@@ -242,6 +242,12 @@ class MultiTaskData:
             "labels": int(self.labels),
         }
 
+    def model_kwargs(self) -> dict[str, object]:
+        return {}
+
+    def objective_kwargs(self) -> dict[str, object]:
+        return {}
+
     # -- training order --------------------------------------------------------------------
     def _full_length(self, split: str) -> int:
         if self.input_mode == "sequential":

@@ -2,7 +2,7 @@
 
 The published loader reads one ``.npy`` per field per trial and re-applies normalisation,
 behaviour planes and the skimage rescale to every sample on every epoch; on a 2-core machine that
-work, not the ~0.6 M-parameter model, bounds training speed (reference §12). Everything those
+work, not the ~0.6 M-parameter model, bounds training speed. Everything those
 transforms do is deterministic, so it is done once per tier, vectorised over chunks of trials,
 and stored as float32 ``.npy`` files that are opened with ``mmap_mode="r"``:
 

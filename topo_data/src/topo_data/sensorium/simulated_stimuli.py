@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy.signal import lfilter
 
-from topo_data.embedded import EMBEDDED_PHOTOS, photo_path
+from topo_data.images.embedded import EMBEDDED_PHOTOS, photo_path
 from topo_data.sensorium.response_model import _CHUNK
 
 _PUPIL_MEAN = np.array([300.0, 250.0])  # camera pixels (x, y)

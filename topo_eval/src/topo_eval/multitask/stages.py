@@ -5,7 +5,9 @@
 (figures/positions_by_task.png, figures/strength_task<t>.png); ``multitask`` runs all four
 into one directory, ``multitask_sweep`` splits and scores every run of a training sweep.
 Each stage reads the trained ``model.pt`` (``checkpoint=``) and, unless ``data=`` is given,
-the data it was trained on (from the checkpoint's config).
+the data it was trained on (from the checkpoint's config). Every ``run_<stage>(cfg,
+output_dir)`` returns (its table's path, headline metrics for MLflow), as ``python -m
+topo_eval`` calls a task (``conf/task/<stage>.yaml`` names it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from topo_eval.data_loading import build_data_module
+from topo_eval.figure_files import write_figure
 from topo_eval.model_loading import load_trained_model
 from topo_eval.multitask.figures import (
     plot_positions_by_task,
@@ -34,7 +37,6 @@ from topo_eval.multitask.record import ActivityRecord, record_activity, task_str
 from topo_eval.multitask.score import FULL, score_networks, split_summary
 from topo_eval.multitask.separation import separation_table
 from topo_eval.multitask.split import TaskAssignment, split_network
-from topo_eval.responses import write_figure
 from topo_models import TopoError
 from topo_models.atomic import atomic_write, atomic_write_bytes
 from topo_models.safe_load import read_torch_file
@@ -94,7 +96,9 @@ def _options(cfg: DictConfig) -> DictConfig:
     return cfg.get("multitask") or OmegaConf.create({})
 
 
-def run_record(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None) -> Path:
+def run_record(
+    cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
+) -> tuple[Path, dict[str, float]]:
     """Per-task activity of every spatial layer → ``activity.npz``."""
     run = run or load_run(cfg.checkpoint, cfg.get("data"))
     options = _options(cfg)
@@ -107,7 +111,7 @@ def run_record(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = Non
     )
     path = record.save(output_dir)
     log.info("recorded %s activity of %d layers → %s", record.reduction, len(record.layers), path)
-    return path
+    return path, {}
 
 
 def _save_model(payload: dict[str, Any], path: Path) -> None:
@@ -153,7 +157,9 @@ def assignment_table(run: MultiTaskRun, assignment: TaskAssignment) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def run_split(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None) -> Path:
+def run_split(
+    cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
+) -> tuple[Path, dict[str, float]]:
     """Assignment and per-task sub-networks → ``assignment.{npz,csv}``, ``task<t>.pt``."""
     run = run or load_run(cfg.checkpoint, cfg.get("data"))
     options = _options(cfg)
@@ -186,7 +192,7 @@ def run_split(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
     table = assignment_table(run, assignment)
     atomic_write_bytes(table.to_csv(index=False).encode(), table_path)
     log.info("split into %d sub-networks (%s) → %s", len(networks), method, output_dir)
-    return table_path
+    return table_path, {}
 
 
 def _split_dir(cfg: DictConfig, output_dir: Path) -> Path:
@@ -252,7 +258,9 @@ def run_score(
     return table_path, metrics
 
 
-def run_plot(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None) -> Path:
+def run_plot(
+    cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
+) -> tuple[Path, dict[str, float]]:
     """Positions coloured by task; per-task strength at the positions (needs ``record``)."""
     run = run or load_run(cfg.checkpoint, cfg.get("data"))
     options = _options(cfg)
@@ -276,7 +284,7 @@ def run_plot(cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None)
                 figures / f"strength_task{index}.png",
             )
     log.info("figures → %s", figures)
-    return path
+    return path, {}
 
 
 def run_multitask(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:

@@ -8,11 +8,11 @@ from topo_models.losses.spatial_correlation import (
 )
 from topo_models.losses.spatial_costs import (
     ProximityCost,
+    SpatialCosts,
     TransportCost,
     proximity_cost,
     transport_cost,
 )
-from topo_models.losses.spatial_costs_combined import SpatialCosts
 from topo_models.losses.spatial_loss import SpatialCorrelationLoss
 
 __all__ = [

@@ -7,7 +7,7 @@ batch and s the strict lower triangle of 1 / (d + 1), d the Euclidean distance i
 * relative (TDANN default, SL_Rel):  (1 − pearson(r, s)) / 2   ∈ [0, 1]
 * absolute (the "old_scl" models, SL_Abs):  mean |r − s|
 
-(Margalit et al. 2024, Neuron; reference/tdann.md §3). Units with zero variance across the batch
+(Margalit et al. 2024, Neuron). Units with zero variance across the batch
 get correlation 0 with every unit, never NaN.
 
 The relative version never forms the Q×Q correlation matrix: with z the standardised responses

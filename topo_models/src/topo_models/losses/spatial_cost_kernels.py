@@ -1,23 +1,25 @@
 """Fused forward and closed-form backward of the spatial costs, for many layers per call.
 
 Why: written as plain autograd, proximity + transport over the five layers of the default
-SpatialMLP take ~200 small kernels and 1.3× a whole training step on a 2-core CPU (fused:
-0.58×; benchmarks/RESULTS.md, 2026-12-01). Each function here handles every layer of a cost in one
-call of ~20 kernels forward and ~15 backward, with the analytic gradients of
-reference/spatialnets.md §1.4 (r = sqrt(d² + eps) throughout):
+SpatialMLP take ~200 small kernels and 1.9× a whole training step on a 2-core CPU (fused:
+~0.7×; benchmarks/RESULTS.md). Each function here handles every layer of a cost in one call of
+~15 kernels forward and ~15 backward, with the analytic gradients of the two costs
+(r = sqrt(d² + eps) throughout):
 
-* proximity P = mean_ij exp(-r_ij):  dP/dp_i = (2 / N²) Σ_j k_ij (p_j - p_i),  k = exp(-r) / r.
+* proximity P = mean_ij exp(-r_ij):  dP/dp_i = -(2 / N²) Σ_j k_ij (p_i - p_j),  k = exp(-r) / r.
   All layers' pair matrices are cut into ``tile × tile`` blocks computed as one batch; the matrix
   is symmetric, so only blocks on and above the diagonal are computed (the others count twice)
   and the diagonal terms, exp(-sqrt(eps)) each, are added in closed form.
 * transport T = mean_ij r_ij g(w_ij):  dT/dw_ij = r_ij g'(w_ij) / (N M),
-  dT/dp_i = Σ_j h_ij (p_i - q_j) / (N M) and dT/dq_j = Σ_i h_ij (q_j - p_i) / (N M), h = g / r.
-  Each layer's (N, M) distances are one product written into a flat buffer laid out like the
-  weights, so the elementwise work runs once over all layers and no weight is gathered.
+  dT/dp_i = Σ_j h_ij (p_i - q_j) / (N M) and dT/dq_j = -Σ_i h_ij (p_i - q_j) / (N M), h = g / r.
+  Each layer's (N, M) differences are written into one flat buffer laid out like the weights, so
+  the elementwise work runs once over all layers and no weight is gathered.
 
-Squared distances are products of augmented coordinates ([p, 1, |p|²] · [-2q, |q|² + eps, 1]),
-clamped at eps against rounding. Both functions are ``once_differentiable`` (no double
-backward) and work in float32 / float64 on any device.
+Differences are exact (p_i - p_j per coordinate, as in the plain definitions), so values and
+gradients have float rounding only; coordinates come first, ``(dim, …)``, so every reduction over
+them adds whole planes. NaN and inf propagate as in the plain definitions, each layer's into its
+own value. Both functions are ``once_differentiable`` (no double backward) and work in float32 /
+float64 on any device.
 """
 
 from __future__ import annotations
@@ -50,25 +52,21 @@ class ProximityPlan:
     """Block indices and constants for layers of ``sizes`` neurons (one per model and device)."""
 
     sizes: tuple[int, ...]
-    eps: float
     tile: int
     n_diagonal: int  # blocks on a layer's diagonal come first in the batch
     rows: torch.Tensor  # (n_blocks * tile,) point of every block row; n (padding) past a layer
     cols: torch.Tensor  # (n_blocks * tile,)
-    off_rows: torch.Tensor  # rows of the off-diagonal blocks only
-    zero_row: torch.Tensor  # (1, dim): the padding point
-    ones_dim: torch.Tensor  # (dim,)
-    ones: torch.Tensor  # (n + 1, 1)
-    pad: torch.Tensor  # (n + 1, 1): 1 at the padding point
-    right_offset: torch.Tensor  # (n + 1,): eps, and eps + BIG at the padding point
-    big: torch.Tensor  # (n + 1, 1): BIG
+    off_cols: torch.Tensor  # columns of the off-diagonal blocks only
+    offset: torch.Tensor  # (n_blocks, tile, tile): eps, BIG on padding and on i = j
     diagonal_values: torch.Tensor  # (n_layers,): the i = j terms, exp(-sqrt(eps)) / N
-    value_weights: torch.Tensor  # (n_layers, n_blocks): block sum → layer mean
-    point_weights: torch.Tensor  # (n, n_layers): 2 / N² for each point's layer
+    block_layers: torch.Tensor  # (n_blocks,) int64: the layer of each block
+    block_weights: torch.Tensor  # (n_blocks,): block sum → layer mean, 1 / N² (2 / N² above)
+    point_layers: torch.Tensor  # (n,) int64: the layer of each point
+    point_weights: torch.Tensor  # (n,): 2 / N² of each point's layer
 
     @classmethod
     def build(
-        cls, sizes: list[int], dim: int, eps: float, device: torch.device, dtype: torch.dtype
+        cls, sizes: list[int], eps: float, device: torch.device, dtype: torch.dtype
     ) -> ProximityPlan:
         tile, n = min(MAX_TILE, max(sizes)), sum(sizes)
         offsets = [0, *accumulate(sizes)]
@@ -81,34 +79,31 @@ class ProximityPlan:
         blocks = diagonal + off_diagonal
         rows = torch.cat([_block_indices(offsets[k], sizes[k], a, tile, n) for k, a, _ in blocks])
         cols = torch.cat([_block_indices(offsets[k], sizes[k], c, tile, n) for k, _, c in blocks])
-        value_weights = torch.zeros(len(sizes), len(blocks), dtype=torch.float64)
-        for index, (layer, a, c) in enumerate(blocks):
-            value_weights[layer, index] = (1.0 if a == c else 2.0) / sizes[layer] ** 2
-        point_weights = torch.zeros(n, len(sizes), dtype=torch.float64)
-        for layer, size in enumerate(sizes):
-            point_weights[offsets[layer] : offsets[layer] + size, layer] = 2.0 / size**2
-        pad = torch.zeros(n + 1, 1, dtype=torch.float64)
-        pad[n] = 1.0
+        pairs_rows, pairs_cols = rows.view(-1, tile, 1), cols.view(-1, 1, tile)
+        excluded = (pairs_rows == n) | (pairs_cols == n)  # padding
+        excluded[: len(diagonal)] |= torch.eye(tile, dtype=torch.bool)  # i = j: closed form
+        # Per-layer sums by index (not a product with zeros for the other layers): a NaN in one
+        # layer stays in that layer's value.
+        block_weights = [(1.0 if a == c else 2.0) / sizes[layer] ** 2 for layer, a, c in blocks]
+        point_layers = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        inverse_squares = 1.0 / torch.tensor(sizes, dtype=torch.float64) ** 2
+        offset = torch.full(excluded.shape, eps, dtype=torch.float64).masked_fill_(excluded, BIG)
         on = {"device": device, "dtype": dtype}
         return cls(
             sizes=tuple(sizes),
-            eps=eps,
             tile=tile,
             n_diagonal=len(diagonal),
             rows=rows.to(device),
             cols=cols.to(device),
-            off_rows=rows[len(diagonal) * tile :].to(device),
-            zero_row=torch.zeros(1, dim, **on),
-            ones_dim=torch.ones(dim, **on),
-            ones=torch.ones(n + 1, 1, **on),
-            pad=pad.to(**on),
-            right_offset=(eps + BIG * pad).view(-1).to(**on),
-            big=torch.full((n + 1, 1), BIG, **on),
+            off_cols=cols[len(diagonal) * tile :].to(device),
+            offset=offset.to(**on),
             diagonal_values=(
                 math.exp(-math.sqrt(eps)) / torch.tensor(sizes, dtype=torch.float64)
             ).to(**on),
-            value_weights=value_weights.to(**on),
-            point_weights=point_weights.to(**on),
+            block_layers=torch.tensor([layer for layer, _, _ in blocks], device=device),
+            block_weights=torch.tensor(block_weights, dtype=torch.float64).to(**on),
+            point_layers=point_layers.to(device),
+            point_weights=(2.0 * inverse_squares[point_layers]).to(**on),
         )
 
 
@@ -117,44 +112,36 @@ class FusedProximity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan: ProximityPlan, *positions: torch.Tensor) -> torch.Tensor:
-        tile, width = plan.tile, positions[0].shape[1] + 3
-        points = torch.cat([*positions, plan.zero_row])  # (n + 1, dim), padding point last
-        squares = torch.mv(points.square(), plan.ones_dim)
-        left = torch.cat([points, plan.ones, squares[:, None], plan.pad], 1)
-        right = torch.cat(
-            [points * -2.0, (squares + plan.right_offset)[:, None], plan.ones, plan.big], 1
-        )
-        row_points = left.index_select(0, plan.rows).view(-1, tile, width)
-        col_points = right.index_select(0, plan.cols).view(-1, tile, width)
-        distance = torch.bmm(row_points, col_points.transpose(1, 2))  # d² + eps (+ BIG)
-        distance[: plan.n_diagonal].diagonal(dim1=1, dim2=2).fill_(BIG)  # in diagonal_values
-        distance.clamp_(plan.eps, MAX_SQUARED_DISTANCE)
-        inverse = distance.rsqrt()
-        kernel = torch.mul(distance, inverse, out=distance).neg_().exp_()  # exp(-r)
-        values = torch.addmv(plan.diagonal_values, plan.value_weights, kernel.sum((1, 2)))
+        tile = plan.tile
+        padding = positions[0].new_zeros(1, positions[0].shape[1])
+        points = torch.cat([*positions, padding]).T.contiguous()  # (dim, n + 1), padding last
+        row_points = points.index_select(1, plan.rows).view(len(points), -1, tile, 1)
+        col_points = points.index_select(1, plan.cols).view(len(points), -1, 1, tile)
+        difference = row_points - col_points  # (dim, blocks, tile, tile): p_i - p_j
+        distance = difference.square().sum(0).add_(plan.offset)  # d² + eps (+ BIG)
+        distance.clamp_(max=MAX_SQUARED_DISTANCE).sqrt_()  # r
+        kernel = torch.neg(distance).exp_()  # exp(-r)
+        block_sums = kernel.sum((1, 2)) * plan.block_weights
+        values = plan.diagonal_values.index_add(0, plan.block_layers, block_sums)
         if any(ctx.needs_input_grad[1:]):
-            ctx.save_for_backward(kernel.mul_(inverse), row_points, left, points)  # k
-        ctx.plan = plan
+            ctx.save_for_backward(kernel.div_(distance), difference)  # k
+        ctx.plan, ctx.n_points = plan, points.shape[1] - 1
         return values
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values: torch.Tensor):
-        kernel, row_points, left, points = ctx.saved_tensors
-        plan = ctx.plan
-        tile, dim, off = plan.tile, points.shape[1], plan.n_diagonal
-        rows = row_points[..., : dim + 1]  # [p, 1] of every block row
-        cols = left.index_select(0, plan.cols[off * tile :]).view(-1, tile, dim + 3)
-        # For each column point Σ_i k_ij [p_i, 1] (all blocks); for each row point of an
-        # off-diagonal block Σ_j k_ij [p_j, 1] (diagonal blocks are symmetric: counted once).
-        to_cols = torch.bmm(rows.transpose(1, 2), kernel)  # (blocks, dim + 1, tile)
-        to_rows = torch.bmm(cols[..., : dim + 1].transpose(1, 2), kernel[off:].transpose(1, 2))
-        sums = points.new_zeros(dim + 1, points.shape[0])
-        sums.index_add_(1, plan.cols, to_cols.permute(1, 0, 2).reshape(dim + 1, -1))
-        sums.index_add_(1, plan.off_rows, to_rows.permute(1, 0, 2).reshape(dim + 1, -1))
-        n = points.shape[0] - 1
-        scale = (plan.point_weights @ grad_values)[:, None]  # 2 / N² · upstream gradient
-        grads = (sums[:dim, :n].T - points[:n] * sums[dim:, :n].T) * scale
+        kernel, difference = ctx.saved_tensors
+        plan, n = ctx.plan, ctx.n_points
+        pulls = difference * kernel  # k_ij (p_i - p_j)
+        # Σ_j k_ij (p_i - p_j) for every row point; for each column point of an off-diagonal
+        # block Σ_i k_ij (p_j - p_i) (diagonal blocks hold both orders: counted by rows).
+        sums = pulls.new_zeros(len(pulls), n + 1)
+        sums.index_add_(1, plan.rows, pulls.sum(3).flatten(1))
+        sums.index_add_(1, plan.off_cols, pulls[:, plan.n_diagonal :].sum(2).flatten(1).neg_())
+        # -2 / N² · the upstream gradient of each point's layer
+        scale = grad_values.index_select(0, plan.point_layers) * plan.point_weights
+        grads = sums[:, :n].mul_(scale.neg_()).T
         return (None, *grads.split(list(plan.sizes)))
 
 
@@ -167,8 +154,6 @@ class TransportPlan:
     pair_counts: tuple[int, ...]  # N × M of each layer: its slice of the flat pair buffer
     eps: float
     norm: str
-    ones_dim: torch.Tensor  # (dim,)
-    ones: torch.Tensor  # (n, 1)
     inverse_pairs: torch.Tensor  # (n_layers,): 1 / (N M)
 
     @classmethod
@@ -178,7 +163,6 @@ class TransportPlan:
         post: list[int],
         pre: list[int],
         shapes: list[tuple[int, ...]],
-        dim: int,
         eps: float,
         norm: str,
         device: torch.device,
@@ -186,7 +170,6 @@ class TransportPlan:
     ) -> TransportPlan:
         """``post[l]`` / ``pre[l]``: which position tensor holds layer l's neurons / inputs."""
         offsets = (0, *accumulate(point_sizes))
-        on = {"device": device, "dtype": dtype}
         return cls(
             point_sizes=tuple(point_sizes),
             layers=tuple(
@@ -196,9 +179,9 @@ class TransportPlan:
             pair_counts=tuple(s[0] * s[1] for s in shapes),
             eps=eps,
             norm=norm,
-            ones_dim=torch.ones(dim, **on),
-            ones=torch.ones(sum(point_sizes), 1, **on),
-            inverse_pairs=torch.tensor([1.0 / (s[0] * s[1]) for s in shapes], **on),
+            inverse_pairs=torch.tensor(
+                [1.0 / (s[0] * s[1]) for s in shapes], device=device, dtype=dtype
+            ),
         )
 
 
@@ -214,18 +197,17 @@ class FusedTransport(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: TransportPlan, n_positions: int, *tensors: torch.Tensor):
         positions, weights = tensors[:n_positions], tensors[n_positions:]
-        points = torch.cat(positions)
-        squares = torch.mv(points.square(), plan.ones_dim)
-        left = torch.cat([points, plan.ones, squares[:, None]], 1)
-        right = torch.cat([points * -2.0, (squares + plan.eps)[:, None], plan.ones], 1).T
-        distance = points.new_empty(sum(plan.pair_counts))
+        points = torch.cat(positions).T  # (dim, n)
+        difference = points.new_empty(len(points), sum(plan.pair_counts))  # p_i - q_j
         for (post, n, pre, m), out in zip(
-            plan.layers, distance.split(plan.pair_counts), strict=True
+            plan.layers, difference.split(plan.pair_counts, 1), strict=True
         ):
-            torch.mm(left.narrow(0, post, n), right.narrow(1, pre, m), out=out.view(n, m))
-        distance.clamp_min_(plan.eps)
-        inverse = distance.rsqrt()
-        distance.mul_(inverse)  # r
+            torch.sub(
+                points[:, post : post + n, None],
+                points[:, None, pre : pre + m],
+                out=out.view(-1, n, m),
+            )
+        distance = difference.square().sum(0).add_(plan.eps).sqrt_()  # r
         # A linear weight enters as it is, a kernel as its l1 / l2 norm: |.| or the square of
         # that is the kernel sum of g.
         order = 1 if plan.norm == "l1" else 2
@@ -246,19 +228,19 @@ class FusedTransport(torch.autograd.Function):
         ]
         values = torch.stack(dots) * plan.inverse_pairs
         if any(ctx.needs_input_grad[2:]):
-            ctx.save_for_backward(distance, inverse, g, raw, left, points, *weights)
+            ctx.save_for_backward(distance, difference, g, raw, *weights)
         ctx.plan, ctx.n_positions = plan, n_positions
         return values
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values: torch.Tensor):
-        distance, inverse, g, raw, left, points, *weights = ctx.saved_tensors
+        distance, difference, g, raw, *weights = ctx.saved_tensors
         plan, n_positions = ctx.plan, ctx.n_positions
         needs = ctx.needs_input_grad[2:]
         scales = (grad_values * plan.inverse_pairs).tolist()  # upstream gradient / (N M)
         grads: list[torch.Tensor | None] = [None] * len(needs)
-        zero = points.new_zeros(())
+        zero = distance.new_zeros(())
         if any(needs[n_positions:]):
             # d/dw of r g(w) / (N M): r sign(w) (l1) or 2 r w (l2), the kernel sharing r.
             slopes = raw.sign().split(plan.pair_counts) if plan.norm == "l1" else None
@@ -277,19 +259,17 @@ class FusedTransport(torch.autograd.Function):
                     )
                 if weight.dim() == 4:
                     r = r[:, :, None, None]
-                grad = torch.addcmul(zero, slope.view_as(weight), r, value=value)
-                grads[n_positions + layer] = grad
+                grads[n_positions + layer] = torch.addcmul(
+                    zero, slope.view_as(weight), r, value=value
+                )
         if any(needs[:n_positions]):
-            dim = points.shape[1]
-            h = g * inverse  # g / r (saved tensors stay intact for a retained graph)
-            augmented = left.T[: dim + 1]  # (dim + 1, n): [p; 1]
-            sums = points.new_zeros(dim + 1, points.shape[0])
-            for (post, n, pre, m), h_layer, scale in zip(
-                plan.layers, h.split(plan.pair_counts), scales, strict=True
+            pulls = difference * (g / distance)  # h_ij (p_i - q_j); saved tensors stay intact
+            sums = distance.new_zeros(len(difference), sum(plan.point_sizes))
+            for (post, n, pre, m), layer_pulls, scale in zip(
+                plan.layers, pulls.split(plan.pair_counts, 1), scales, strict=True
             ):
-                h_layer = h_layer.view(n, m)
-                sums.narrow(1, post, n).addmm_(augmented.narrow(1, pre, m), h_layer.T, alpha=scale)
-                sums.narrow(1, pre, m).addmm_(augmented.narrow(1, post, n), h_layer, alpha=scale)
-            point_grads = points * sums[dim:].T - sums[:dim].T
-            grads[:n_positions] = point_grads.split(plan.point_sizes)
+                layer_pulls = layer_pulls.view(-1, n, m)
+                sums[:, post : post + n].add_(layer_pulls.sum(2), alpha=scale)
+                sums[:, pre : pre + m].sub_(layer_pulls.sum(1), alpha=scale)
+            grads[:n_positions] = sums.T.split(plan.point_sizes)
         return (None, None, *grads)

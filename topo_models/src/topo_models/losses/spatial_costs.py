@@ -1,4 +1,4 @@
-"""Proximity and transport costs of spatial networks (Wołczyk et al. 2019; spatialnets.md §1.4).
+"""Proximity and transport costs of spatial networks (Wołczyk et al. 2019).
 
 * proximity, within a layer: mean_ij exp(-sqrt(|p_i - p_j|² + eps)) over all N² pairs, the
   diagonal included (as the original). Neurons have a size and repel each other.
@@ -6,21 +6,21 @@
   mean_ij |p_i^post - p_j^pre|₂ · g(W_ij), g = |w| ("l1") or w² ("l2"). Long, strong
   connections are expensive: connected neurons are pulled together and weights shrink with
   distance. For a convolution ``W`` is (out, in, kh, kw) and g is summed over the kernel, giving
-  one term per (out, in) channel pair, each channel having one position (§1.15.1).
+  one term per (out, in) channel pair, each channel having one position.
 
 Every distance is sqrt(d² + eps) (eps = 1e-8 unless given, as the original), so gradients stay
 finite at coincident points; the distance is off by at most sqrt(eps) = 1e-4.
 
-The functions are the plain, exact definitions (autograd through broadcast differences).
-The loss objects, built from layer names like topoloss, compute all their layers in one fused
-call with closed-form gradients (``spatial_cost_kernels``) and return
-``(total, {layer: cost})``; the total is the mean over layers, weighted by the caller.
-``SpatialCosts`` (``spatial_costs_combined``) is both, weighted, in one call and one autograd
-node (the objective of a spatial network; on CPU float32 one C call).
+The functions are the plain, exact definitions (autograd through broadcast differences). The
+objects, built from layer names like topoloss, return ``(total, {layer: cost})`` and compute
+all their layers in one fused call with closed-form gradients (``spatial_cost_kernels``, the
+one fast path; float32/64 on any device, plain autograd otherwise). ``SpatialCosts`` is the
+objective of a spatial network: both costs, weighted.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 
@@ -28,11 +28,6 @@ import torch
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.losses.native_costs import (
-    NativeProximity,
-    NativeTransport,
-    native_applies,
-)
 from topo_models.losses.spatial_cost_kernels import (
     KERNEL_DTYPES,
     FusedProximity,
@@ -250,15 +245,12 @@ class ProximityCost(_LayerCost):
         model = unwrap_model(model)
         names, modules = self._resolve_cached(model)
         positions = [module.positions for module in modules]
-        if native_applies(positions) and len({p.shape[1] for p in positions}) == 1:
-            values = NativeProximity.apply(self.eps, *positions)
-        elif _kernel_ok(positions, positions):
+        if _kernel_ok(positions, positions):
             first = positions[0]
             plan = self._cached_plan(
                 _signature(positions),
                 lambda: ProximityPlan.build(
                     [p.shape[0] for p in positions],
-                    first.shape[1],
                     self.eps,
                     first.device,
                     first.dtype,
@@ -321,11 +313,7 @@ class TransportCost(_LayerCost):
             return zero.requires_grad_(), {}
         weights = [owners[k].weight for k in post]
         tensors = positions + weights
-        if native_applies(tensors, len(positions)) and len({p.shape[1] for p in positions}) == 1:
-            values = NativeTransport.apply(
-                post, pre, self.norm, DISTANCE_EPS, len(positions), *tensors
-            )
-        elif _kernel_ok(tensors, positions):
+        if _kernel_ok(tensors, positions):
             first = positions[0]
             plan = self._cached_plan(
                 _signature(tensors),
@@ -334,7 +322,6 @@ class TransportCost(_LayerCost):
                     post,
                     pre,
                     [tuple(w.shape) for w in weights],
-                    first.shape[1],
                     DISTANCE_EPS,
                     self.norm,
                     first.device,
@@ -351,3 +338,47 @@ class TransportCost(_LayerCost):
                 ]
             )
         return values.mean(), dict(zip(names, values.unbind(), strict=True))
+
+
+class SpatialCosts:
+    """``proximity · mean_ℓ P_ℓ + transport · mean_ℓ T_ℓ`` over layers ``where`` (None: every
+    spatial layer): the objective of a spatial network, one ``ProximityCost`` and one
+    ``TransportCost`` weighted.
+
+    ``cost(model)`` returns ``(total, values)``; ``values``, for logging, holds the detached
+    means ``"proximity"`` / ``"transport"`` and each layer's ``"proximity/<layer>"`` /
+    ``"transport/<layer>"``. A cost of strength 0 is not computed and has no entries.
+    """
+
+    def __init__(
+        self,
+        proximity: float,
+        transport: float,
+        where: Sequence[str] | None = None,
+        norm: str = "l2",
+        eps: float = DISTANCE_EPS,
+    ) -> None:
+        for field, value in (("proximity", proximity), ("transport", transport)):
+            if not (math.isfinite(value) and value >= 0):
+                raise TopoError("a cost strength is a finite number >= 0", field=field, found=value)
+        self.proximity, self.transport = float(proximity), float(transport)
+        self.costs = {
+            "proximity": ProximityCost(where, eps=eps),
+            "transport": TransportCost(where, norm=norm),
+        }
+
+    def check(self, model: nn.Module) -> list[str]:
+        """The spatial layer names the costs cover; TopoError for a bad ``where`` name."""
+        return self.costs["proximity"].check(model)
+
+    def __call__(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total = torch.zeros((), device=next(model.parameters()).device)
+        values: dict[str, torch.Tensor] = {}
+        for name, strength in (("proximity", self.proximity), ("transport", self.transport)):
+            if strength == 0.0:
+                continue
+            mean, per_layer = self.costs[name](model)
+            total = total + strength * mean
+            values[name] = mean.detach()
+            values.update({f"{name}/{layer}": v.detach() for layer, v in per_layer.items()})
+        return total, values

@@ -3,10 +3,12 @@
 ``loss(features)`` returns ``(total, per_layer)``: the weighted sum Σ_l w_l · SL_l for training
 and each layer's SL (detached) for logging. Every step draws ``neighborhoods_per_step`` rows of
 each layer's ``neighborhood_indices`` from the loss's own seeded generator (TDANN used the global
-RNG, so its draws depended on call order), and all layers × neighbourhoods are computed in one
-batched call. Positions live in non-persistent buffers: they follow ``.to(device)`` and never
-receive gradients; the generator state is saved with ``state_dict`` so a resumed run draws the
-same neighbourhoods as an uninterrupted one.
+RNG, so its draws depended on call order). Layers whose neighbourhoods hold the same number of
+units are computed together: all their neighbourhoods in one batched call, with no padding
+(ResNet-18's retinotopic layouts give 4–6 such groups, e.g. 67, 171, 172, 354, 366 and 500
+units at 112 px). Positions live in non-persistent buffers: they follow ``.to(device)`` and
+never receive gradients; the generator state is saved with ``state_dict`` so a resumed run
+draws the same neighbourhoods as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,15 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
-from topo_models.losses.gradient_injection import (
-    GradientInjector,
-    InjectedTotal,
-    injectable_layers,
-)
 from topo_models.losses.spatial_correlation import (
     VERSIONS,
     Version,
@@ -40,41 +36,13 @@ class PositionsLike(Protocol):
     neighborhood_indices: np.ndarray
 
 
-# Cost model for batching layers: each batched call costs a fixed overhead (~1.5 ms of small
-# ops, forward + backward, on a CPU core pair) plus work per padded Q×Q entry (~4 ns).
-CALL_OVERHEAD_S = 1.5e-3
-ENTRY_COST_S = 4e-9
-
-
-def width_groups(widths: list[int], neighborhoods_per_step: int) -> list[tuple[list[int], int]]:
-    """Group layer indices for batched calls: ``[(layer indices, padded width), …]``.
-
-    One padded batch for all layers wastes work on padding when neighbourhood sizes differ
-    (TDANN's range from ~80 to 500 units), one call per layer pays the per-call overhead many
-    times; the grouping of the sorted sizes that minimises the modelled cost is chosen
-    (a small dynamic programme over at most a few dozen layers).
-    """
-    order = sorted(range(len(widths)), key=widths.__getitem__)
-    sizes = [widths[i] for i in order]
-    best = [0.0] + [float("inf")] * len(sizes)
-    split = [0] * (len(sizes) + 1)
-    for end in range(1, len(sizes) + 1):
-        for start in range(end):
-            members = end - start
-            cost = (
-                best[start]
-                + CALL_OVERHEAD_S
-                + (ENTRY_COST_S * neighborhoods_per_step * members * sizes[end - 1] ** 2)
-            )
-            if cost < best[end]:
-                best[end], split[end] = cost, start
-    groups: list[tuple[list[int], int]] = []
-    end = len(sizes)
-    while end > 0:
-        start = split[end]
-        groups.append((order[start:end], sizes[end - 1]))
-        end = start
-    return groups[::-1]
+def width_groups(widths: list[int]) -> list[tuple[list[int], int]]:
+    """Layer indices batched together: ``[(layers, width), …]``, one group per neighbourhood
+    width (units per neighbourhood), in order of first appearance; no padding is needed."""
+    groups: dict[int, list[int]] = {}
+    for index, width in enumerate(widths):
+        groups.setdefault(width, []).append(index)
+    return [(members, width) for width, members in groups.items()]
 
 
 class SpatialCorrelationLoss(nn.Module):
@@ -137,22 +105,13 @@ class SpatialCorrelationLoss(nn.Module):
             persistent=False,
         )
         widths = [int(positions[n].neighborhood_indices.shape[1]) for n in self.layer_names]
-        self.groups = width_groups(widths, self.neighborhoods_per_step)
-        padded_width = {i: width for members, width in self.groups for i in members}
+        self.groups = width_groups(widths)
         for index, name in enumerate(self.layer_names):
             layer = positions[name]
             coords = torch.as_tensor(np.asarray(layer.coordinates), dtype=torch.float32)
             rows = torch.as_tensor(np.asarray(layer.neighborhood_indices), dtype=torch.int64)
-            # Padded to the group's width (padding points at unit 0 and is masked out), so a
-            # step gathers each layer at its group width in one indexing operation.
-            rows = F.pad(rows, (0, padded_width[index] - rows.shape[1]))
             self.register_buffer(f"coordinates_{index}", coords, persistent=False)
             self.register_buffer(f"neighborhoods_{index}", rows, persistent=False)
-        for number, (members, width) in enumerate(self.groups):
-            valid = torch.zeros(len(members), self.neighborhoods_per_step, width, dtype=torch.bool)
-            for position, index in enumerate(members):
-                valid[position, :, : widths[index]] = True
-            self.register_buffer(f"valid_{number}", valid.flatten(0, 1), persistent=False)
         self.table_sizes = torch.tensor(
             [[float(positions[n].neighborhood_indices.shape[0])] for n in self.layer_names],
             dtype=torch.float64,
@@ -202,45 +161,26 @@ class SpatialCorrelationLoss(nn.Module):
         k = self.neighborhoods_per_step
         rows_by_layer = self._draw_rows()
         needs_grad = torch.is_grad_enabled() and bool((self.weights > 0).any())
-        layers = [features[name] for name in self.layer_names]
-        inject = injectable_layers(layers) if needs_grad else [False] * len(layers)
-        columns = [rows.flatten() for rows in rows_by_layer]
-        picked = []
-        for layer, layer_columns, injected in zip(layers, columns, inject, strict=True):
-            flat = (layer.detach() if injected else layer).flatten(1)  # (batch, N) channel-major
-            units = torch.index_select(flat, 1, layer_columns)  # (batch, k · width)
-            picked.append(units.requires_grad_() if injected else units)
-        self.injected_layers = tuple(n for n, i in zip(self.layer_names, inject, strict=True) if i)
         per_layer_list: list[torch.Tensor] = [torch.empty(0)] * len(self.layer_names)
-        for number, (members, _) in enumerate(self.groups):
+        for members, _ in self.groups:
             blocks, coords = [], []
             for index in members:
-                units = picked[index]
+                rows = rows_by_layer[index]  # (k, width) flat channel-major unit indices
+                flat = features[self.layer_names[index]].flatten(1)  # (batch, N)
+                units = torch.index_select(flat, 1, rows.flatten())  # (batch, k · width)
                 blocks.append(units.view(units.shape[0], k, -1).transpose(0, 1))
-                coords.append(getattr(self, f"coordinates_{index}")[rows_by_layer[index]])
-            responses = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
-            valid = getattr(self, f"valid_{number}")
+                coords.append(getattr(self, f"coordinates_{index}")[rows])
+            responses = torch.cat(blocks) if len(blocks) > 1 else blocks[0]  # (G, batch, width)
             with (
                 torch.autocast(responses.device.type, enabled=False),
                 torch.set_grad_enabled(needs_grad),
             ):
                 values = batched_spatial_correlation_loss(
-                    responses, torch.cat(coords), valid, self.version
+                    responses, torch.cat(coords), None, self.version
                 ).view(len(members), k)
             for position, index in enumerate(members):
                 per_layer_list[index] = values[position].mean()
         per_layer = torch.stack(per_layer_list)
         total = (per_layer * self.weights).sum()
         logged = {name: per_layer[i].detach() for i, name in enumerate(self.layer_names)}
-        if any(inject):  # these layers get their gradient through pre-hooks, not dense gathers
-            chosen = [i for i, injected in enumerate(inject) if injected]
-            others = [picked[i] for i, injected in enumerate(inject) if not injected]
-            injector = GradientInjector(
-                total,
-                [layers[i] for i in chosen],
-                [columns[i] for i in chosen],
-                [picked[i] for i in chosen],
-                others,
-            )
-            total = InjectedTotal.apply(injector, *[layers[i] for i in chosen], *others)
         return total, logged

@@ -1,6 +1,6 @@
 """Cortical-sheet positions: where each unit sits (mm), its neighbourhoods, and generators.
 
-File format and algorithms follow TDANN / spacetorch (reference/tdann.md §1-2); every position
+File format and algorithms follow TDANN / spacetorch (see docs/tdann.md); every position
 set carries a scale label (``"training"`` or ``"human"``) because the two must never be mixed.
 """
 

@@ -1,9 +1,9 @@
 """Where the units of one layer sit on the cortical sheet, in TDANN's ``.npz`` format.
 
-The file layout is spacetorch's ``LayerPositions.save_np`` (reference/tdann.md §1.2), so TDANN's
+The file layout is spacetorch's ``LayerPositions.save_np``, so TDANN's
 released position files load unchanged and ours load in spacetorch. TDANN files carry no scale;
 topo keeps it in a ``positions.json`` sidecar (``{"scale": "training"}``) next to the ``.npz``
-files, one scale per directory (§1.3: never mix training and human scale).
+files, one scale per directory (never mix training and human scale).
 """
 
 from __future__ import annotations

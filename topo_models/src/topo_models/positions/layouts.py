@@ -1,7 +1,7 @@
 """Generators of position sets: where to put a model's units before training.
 
 ``RetinotopicLayout`` is TDANN's "retinotopic init" with the optional "fuzzy" jitter
-(reference/tdann.md §2.2); ``UniformLayout`` scatters units uniformly (the demo's toy recipe,
+(see docs/tdann.md); ``UniformLayout`` scatters units uniformly (the demo's toy recipe,
 but with TDANN's local square-window neighbourhoods). Both read each layer's cortical area from
 ``model.cortical_areas`` and the sheet sizes and window widths from a ``SheetScale`` preset.
 

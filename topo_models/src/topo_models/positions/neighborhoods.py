@@ -1,9 +1,9 @@
 """Precomputed neighbourhoods: the unit sets the spatial loss compares, as TDANN builds them.
 
-spacetorch's ``precompute_neighborhoods`` + ``collapse_and_trim_neighborhoods``
-(reference/tdann.md §1.4): square windows of side ``width_mm`` dropped uniformly inside the sheet,
-each holding every unit inside it; then a rectangular array is made by keeping the windows with
-at least ``final`` units and subsampling each to exactly ``final``, where
+spacetorch's ``precompute_neighborhoods`` + ``collapse_and_trim_neighborhoods``: square
+windows of side ``width_mm`` dropped uniformly inside the sheet, each holding every unit inside
+it; then a rectangular array is made by keeping the windows with at least ``final`` units and
+subsampling each to exactly ``final``, where
 ``final = min(max(5th percentile of window sizes, min_size), max_size)``. "~500 units" is a cap.
 
 Vectorised: units are sorted by x once, so a window's candidates are one contiguous slab of the

@@ -2,7 +2,7 @@
 
 A directory of TDANN position files (``layer1.0.npz … layer4.1.npz``, or spacetorch's
 ``.pkl`` pickles, read by a restricted unpickler) is one ``NetworkPositions``; the key of each
-layer is its file stem, as in spacetorch's ``load_from_dir`` (reference/tdann.md §1.2). Where a
+layer is its file stem, as in spacetorch's ``load_from_dir``. Where a
 layer has both files the ``.npz`` is used, and the log says so.
 """
 

@@ -1,7 +1,7 @@
 """Explicit conversion between the training (macaque) and human sheet scales.
 
 TDANN's released models were trained on macaque-scale sheets and analysed on human-scale ones,
-rescaled by a per-area factor whenever a file lacked ``version.txt`` (reference/tdann.md §1.3).
+rescaled by a per-area factor whenever a file lacked ``version.txt``.
 Here nothing is inferred: the source scale is the positions' label or an explicit argument, and
 the result carries the new label. Coordinates and neighbourhood widths scale by the area's factor;
 neighbourhoods keep their units (a scaled window holds the same units).

@@ -1,6 +1,6 @@
 """Cortical sheet presets: how large each area is and how wide its neighbourhoods are.
 
-TDANN has two scales that must never be mixed (reference/tdann.md §1.3): the released models
+TDANN has two scales that must never be mixed: the released models
 were *trained* on macaque-like sheet sizes, while the paper's figures use *human* sizes, larger
 by a per-area factor. The spatial loss uses ``1 / (d + 1)`` with ``d`` in mm, so its value depends
 on the scale; every position set therefore carries a scale label.

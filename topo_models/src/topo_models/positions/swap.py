@@ -4,7 +4,7 @@ Greedy pairwise swaps inside random square windows (side = the layer's neighbour
 ``proposals_per_window`` per window; a swap of units a and b is kept when it lowers the relative
 spatial loss of their two rows of the window's response-correlation matrix against 1/(d + 1)
 (self-pairs included, constant units correlate 0). Then neighbourhoods are recomputed
-(reference/tdann.md §2.3; Margalit et al. 2024).
+(Margalit et al. 2024; see docs/tdann.md).
 
 Speed without changing the result:
 

@@ -14,7 +14,6 @@ from topo_models.predictive.builders import (
     sensorium_ln,
     stacked_core_full_gauss_readout,
 )
-from topo_models.predictive.checkpoint import infer_architecture, load_checkpoint
 from topo_models.predictive.cores import (
     DepthSeparableConv2d,
     RotationEquivariant2dCore,
@@ -38,6 +37,7 @@ from topo_models.predictive.regularizers import (
     group_sparsity,
     laplace_filter,
 )
+from topo_models.predictive.saved_weights import infer_architecture, load_checkpoint
 from topo_models.predictive.shifters import MLP, MLPShifter, StaticAffine2d, StaticAffine2dShifter
 
 __all__ = [

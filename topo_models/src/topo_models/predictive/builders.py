@@ -3,7 +3,7 @@
 ``stacked_core_full_gauss_readout`` mirrors sensorium's builder of that name (its defaults are
 that function's defaults); instead of data loaders it takes the neuron counts, the neurons'
 cortical coordinates and the input channel count. ``sensorium_cnn`` / ``sensorium_ln`` apply the
-published notebook configurations (reference/sensorium.md §8), registered for ``create_model``.
+published notebook configurations (sensorium's model tutorial), registered for ``create_model``.
 """
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _baseline(
     )
 
 
-@register_model("sensorium_cnn")
+@register_model("sensorium_cnn", "topo_models.predictive.sensorium_cnn")
 def sensorium_cnn(
     n_neurons: Mapping[str, int],
     cortex_coordinates: Mapping[str, object],
@@ -348,7 +348,7 @@ def sensorium_cnn(
     )
 
 
-@register_model("sensorium_ln")
+@register_model("sensorium_ln", "topo_models.predictive.sensorium_ln")
 def sensorium_ln(
     n_neurons: Mapping[str, int],
     cortex_coordinates: Mapping[str, object],

@@ -1,7 +1,7 @@
 """The firing-rate encoder: core → (shifted) Gaussian readout → ELU + 1.
 
 One shared core, one readout (and optionally one shifter) per data key, as neuralpredictors'
-``FiringRateEncoder`` (reference/sensorium.md §7). The output ELU(x + offset) + 1 is positive, so
+``FiringRateEncoder``. The output ELU(x + offset) + 1 is positive, so
 it can be the rate of a Poisson loss. State-dict prefixes are ``core.``, ``readout.<key>.`` and
 ``shifter.<key>.`` like the published checkpoints.
 """

@@ -1,7 +1,7 @@
 """Smoothness and sparsity penalties on convolution weights of the Sensorium cores.
 
 The input-layer penalty of the Sensorium 2022 baseline convolves every 2-D kernel of the first
-convolution with a Laplacian and sums the squared response (reference/sensorium.md §4.2); the
+convolution with a Laplacian and sums the squared response; the
 normalised variant divides by the kernel energy so the value measures roughness, not size. All
 penalties reshape a weight ``(out, in, k, k)`` to ``(out·in, 1, k, k)`` and apply one
 ``conv2d``, so there is no loop over kernels.

@@ -1,7 +1,7 @@
 """Shifters: map the pupil centre to one (x, y) translation of all readout positions per trial.
 
 The output is in readout grid units (tanh keeps it in (-1, 1)) and is added to every neuron's
-position after the readout's clamp (reference/sensorium.md §6). One shifter per data key, as
+position after the readout's clamp. One shifter per data key, as
 neuralpredictors' ``MLPShifter`` / ``StaticAffine2dShifter``; state-dict keys match 0.3.0
 (``shifter.<key>.mlp.{0,2,4}.*`` and ``shifter.<key>.{weight,bias}``).
 """

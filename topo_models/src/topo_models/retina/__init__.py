@@ -1,4 +1,4 @@
-"""VirtualRetina-like retina model (reference/retina.md §1), re-implemented in torch.
+"""VirtualRetina-like retina model (Wohrer & Kornprobst 2009), re-implemented in torch.
 
 ``Retina`` assembles the stages; ``Resolution`` fixes px/deg and frames/s for all of them;
 VirtualRetina XML files and presets set its parameters. LN-family models and spike-triggered

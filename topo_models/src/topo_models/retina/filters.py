@@ -5,7 +5,7 @@ All videos are ``(batch, channels, time, height, width)``; a filter's streaming 
 running a movie in chunks gives the same numbers as running it at once. Time constants and σ
 are tensors, so gradients reach them.
 
-Temporal filters are first-order recursions (O(1) state; reference/retina.md §9.3), discretised
+Temporal filters are first-order recursions (O(1) state), discretised
 exactly for an input held constant over each step: ``τ dy/dt = x − y`` with ``x`` constant on
 ``(t−1, t]`` gives ``y_t = e·y_{t−1} + (1 − e)·x_t`` with ``e = exp(−dt/τ)``.
 """
@@ -128,10 +128,10 @@ def exp_highpass(
     """``y_t = x_t − w·LP_τ(x)_{t−1}``: identity minus a w-weighted, one-step-delayed low-pass.
 
     This is the recursive form of the FIR ``δ − w·exponential`` used for the OPL undershoot and the
-    ganglion transient (reference/retina.md §1.2, §1.5): impulse response 1 at lag 0 and
+    ganglion transient: impulse response 1 at lag 0 and
     ``−w·(1 − e)·e^{k−1}`` at lag k ≥ 1, DC gain ``1 − w``. The state is the last low-pass output,
     which already contains the chunk's last input, so the previous input is never forgotten at a
-    chunk boundary (the convis high-pass forgets it, §7 #13).
+    chunk boundary (the convis high-pass forgets it).
 
     Returns:
         the filtered video and the state for the next chunk.

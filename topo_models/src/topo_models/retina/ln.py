@@ -1,6 +1,6 @@
 """Linear–nonlinear (LN) models of retinal cells with exact streaming state.
 
-The convis LN family (reference/retina.md §3.1) as torch modules: a causal spatio-temporal
+The convis LN family as torch modules: a causal spatio-temporal
 filter, then a static nonlinearity with learnable gain and offset. Shapes:
 
 ``video: (batch, in_channels, time, height, width) → rates: (batch, out_channels, time, H', W')``
@@ -19,7 +19,7 @@ average estimates (``estimators.py``). A cell's response to an impulse at window
 ``(i, j)`` is ``kernel[:, i, j]`` in time.
 
 Weights are never initialised at zero: convis's zero init with ``clamp(min=0)`` has zero
-gradient and never trains (§7 #15). ``init="random"`` draws seeded N(0, 1/fan_in) weights;
+gradient and never trains. ``init="random"`` draws seeded N(0, 1/fan_in) weights;
 ``"ones"`` sets every tap to ``1/fan_in`` (DC gain 1).
 """
 
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
+from topo_models.registry import register_model
 from topo_models.retina.linear_filters import (
     LinearFilter3d,
     SeparableFilter3d,
@@ -50,7 +51,7 @@ NONLINEARITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 """Static nonlinearities by name (drive → non-negative rate; sigmoid saturates at 1).
 
 ``relu`` has zero gradient where the drive is negative: give it a positive offset or a random
-init, not zeros (§7 #15)."""
+init, not zeros."""
 
 
 class StaticNonlinearity(nn.Module):
@@ -101,7 +102,7 @@ class LN(_LNBase):
     Args:
         kernel_shape: (kt, kh, kw) in steps and pixels; kh, kw = stimulus size for one cell.
         nonlinearity: "softplus", "exp", "relu" or "sigmoid".
-        init: "random" or "ones" (never zeros, §7 #15).
+        init: "random" or "ones" (never zeros).
         seed: seed of the random init.
         in_channels, out_channels, spatial_padding, time_padding: as ``LinearFilter3d``.
     """
@@ -176,6 +177,7 @@ class LNCascade(StreamingModule):
         return self.stage2(self.stage1(video))
 
 
+@register_model(None, "topo_models.retina.cell_ln")  # video in, rates out: no features
 def cell_ln(
     frames: int = 12,
     height: int | None = None,

@@ -28,7 +28,7 @@ class PhysicalParameter:
 
     Args:
         name: attribute name on the stage (``sigma_center``).
-        default: effective default (reference/retina.md §1.8).
+        default: effective default (VirtualRetina's ``human.parvo``).
         unit: unit string (``deg``, ``s``, ``Hz``, ``1``).
         doc: one line saying what it does.
         domain: ``real``, ``positive`` (> 0, time constants) or ``nonnegative`` (σ, weights ≥ 0).

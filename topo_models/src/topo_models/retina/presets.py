@@ -1,4 +1,4 @@
-"""Named parameter sets of the retina, keyed by dotted path (reference/retina.md §1.8).
+"""Named parameter sets of the retina, keyed by dotted path.
 
 ``human.parvo`` is VirtualRetina's ``human.parvo.xml`` (the model's defaults). ``human.magno``
 is the magnocellular ON/OFF pair of the same default configuration: more transient (τ_tr 30 ms,

@@ -2,7 +2,7 @@
 
 Every retina stage takes a ``Resolution`` and converts its physical parameters (degrees,
 seconds, Hz) at call time, so nothing hard-codes 1 kHz or ``dt = 0.001`` (the convis original
-does in Bipolar and GanglionSpiking; reference/retina.md §1.4, §1.6, §7 #18).
+does in Bipolar and GanglionSpiking).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""``Retina``: the VirtualRetina-like model assembled from its stages (reference/retina.md §1).
+"""``Retina``: the VirtualRetina-like model assembled from its stages.
 
 ``luminance → OPL → Bipolar ─┬→ GanglionInput(+1) → GanglionSpiking → ganglion_spikes_ON``
 ``                           └→ GanglionInput(−1) → GanglionSpiking → ganglion_spikes_OFF``
 
-ON and OFF share OPL and bipolar (§1.7). Physical parameters are addressed by dotted paths
+ON and OFF share OPL and bipolar. Physical parameters are addressed by dotted paths
 ``<stage>.<name>`` with stages ``opl``, ``bipolar``, ``on``, ``off`` (ganglion input) and
 ``on_spikes``, ``off_spikes``; as constructor keywords the dot becomes an underscore
 (``opl_sigma_center=0.05``, ``on_i_0=37.0``, ``off_spikes_refr_mu=0.003``); each is also an
@@ -267,7 +267,7 @@ class Retina(nn.Module):
     ) -> None:
         """Start a new movie as if a uniform screen of ``background_luminance`` had always been on.
 
-        VirtualRetina's initialisation (reference/retina.md §1.9): the OPL, bipolar and ganglion
+        VirtualRetina's initialisation: the OPL, bipolar and ganglion
         filters get their steady state (``steady_state.py``), so a uniform movie at that
         luminance gives a constant output from frame 0. The spiking stages are reset (their
         noise is not a steady state); the next movie must have frames

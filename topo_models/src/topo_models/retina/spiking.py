@@ -1,4 +1,4 @@
-"""The retina's spiking stage: seeded noisy leaky integrate-and-fire (reference/retina.md §1.6)."""
+"""The retina's spiking stage: seeded noisy leaky integrate-and-fire."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from topo_models.retina.resolution import Resolution
 
 
 class GanglionSpiking(PhysicalStage):
-    """Noisy leaky integrate-and-fire with refractoriness, one unit per pixel (§1.6).
+    """Noisy leaky integrate-and-fire with refractoriness, one unit per pixel.
 
     ``dV = (I − g_L·V) dt + σ_V·sqrt(g_L)·dW``, stepped exactly (Ornstein–Uhlenbeck update with
     ``e = exp(−g_L·dt)``, so the stationary std ``σ_V/√2`` does not depend on the frame rate);

@@ -1,8 +1,8 @@
 """The deterministic stages of the VirtualRetina-like model: OPL, bipolar gain control, ganglion
 input (the spiking stage is ``spiking.GanglionSpiking``).
 
-Equations follow reference/retina.md §1.3–1.6 in continuous time, discretised with ``dt`` from the
-``Resolution``. Each stage maps a ``(batch, channels, time, height, width)`` video to one of the
+Equations follow VirtualRetina (see docs/retina.md) in continuous time, discretised with ``dt`` from
+the ``Resolution``. Each stage maps a ``(batch, channels, time, height, width)`` video to one of the
 same shape and keeps its streaming state in plain (non-parameter) attributes, so that consecutive
 calls continue one movie; ``reset()`` starts a new one. Stored states are detached: a chunked run
 back-propagates within a chunk only (truncated BPTT).
@@ -35,7 +35,7 @@ def _detach(state: torch.Tensor) -> torch.Tensor:
 
 
 class OPL(PhysicalStage):
-    """Outer plexiform layer: centre minus surround of the luminance movie (§1.3).
+    """Outer plexiform layer: centre minus surround of the luminance movie.
 
     ``C = T_{wU,τU}(LP_τC(G_σC ⊛ L))``, ``S = LP_τS(G_σS ⊛ C)``,
     ``I_OPL = (λ_OPL / luminance_range)·(C − w_OPL·S)``; ``T`` is the delayed high-pass
@@ -108,7 +108,7 @@ class OPL(PhysicalStage):
 
 
 class Bipolar(PhysicalStage):
-    """Contrast gain control (§1.4): ``dV/dt = input_amp·I_OPL − (g_leak + g_A)·V``.
+    """Contrast gain control: ``dV/dt = input_amp·I_OPL − (g_leak + g_A)·V``.
 
     ``g_A = G_σA ⊛ LP_τA(λ_A·V²)``. Each step is the exact exponential relaxation of V towards
     ``E = input_amp·I_t / g`` with ``g = g_leak + g_A`` held from the previous step, then the
@@ -208,7 +208,7 @@ def _frame_blur(kernel: torch.Tensor, like: torch.Tensor):
 def ganglion_nonlinearity(
     x: torch.Tensor, i_0: torch.Tensor, v_0: torch.Tensor, lambda_g: torch.Tensor
 ) -> torch.Tensor:
-    """VirtualRetina's rectifier (§1.5), in Hz.
+    """VirtualRetina's rectifier, in Hz.
 
     ``N(x) = i0 / (1 − λ_G (x − v0)/i0)`` for ``x ≤ v0`` (positive, → 0 as x → −∞) and
     ``i0 + λ_G (x − v0)`` above; value i0 and slope λ_G at v0 from both sides. The hyperbolic
@@ -222,11 +222,11 @@ def ganglion_nonlinearity(
 
 
 class GanglionInput(PhysicalStage):
-    """Ganglion input current (§1.5): transient high-pass, sign, rectifier, optional pooling.
+    """Ganglion input current: transient high-pass, sign, rectifier, optional pooling.
 
     ``x = sign·(V − w_tr·LP_τtr(V)_{t−1})``, ``I = G_σpool ⊛ N(x)``. ``sign`` = +1 (ON) or −1
     (OFF) is a fixed property, not a physical parameter. Pooling uses replicate padding, so the
-    map keeps its size (the original's valid convolution shrinks it, §7 #17). ``transient_signal``
+    map keeps its size (the original's valid convolution shrinks it). ``transient_signal``
     keeps the last chunk's signed, filtered x (detached).
     """
 

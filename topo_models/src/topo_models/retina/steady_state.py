@@ -1,4 +1,4 @@
-"""Steady state of the deterministic stages for a uniform background (reference/retina.md §1.9).
+"""Steady state of the deterministic stages for a uniform background.
 
 VirtualRetina starts its filters at the steady state of a uniform screen; starting at zero
 instead gives onset transients for the first few hundred ms. For a uniform luminance L every

@@ -1,4 +1,4 @@
-"""The one table between VirtualRetina's XML names and our dotted parameter paths (§1.8).
+"""The one table between VirtualRetina's XML names and our dotted parameter paths.
 
 Each mapping is ``xml-attribute → parameter name`` for one element; the stage (``opl``,
 ``bipolar``, ``on``/``off``, ``on_spikes``/``off_spikes``) is decided by where the element sits.

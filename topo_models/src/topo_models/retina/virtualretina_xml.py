@@ -1,4 +1,4 @@
-"""Read and write VirtualRetina's XML retina description (reference/retina.md §1.8, §5).
+"""Read and write VirtualRetina's XML retina description.
 
 The file is ``retina-description-file/retina`` with ``outer-plexiform-layer/linear-version``
 (+ ``undershoot``), ``contrast-gain-control`` and up to two ``ganglion-layer`` elements (each with
@@ -6,7 +6,7 @@ an optional ``spiking-channel``). A layer's ``sign`` attribute says ON (+1) or O
 it the first layer is ON and the second OFF. Attributes map onto our dotted parameter paths; the
 ``retina`` element's time step, px/deg and luminance range become the ``Resolution``.
 
-Unlike the original (which skipped whatever it did not know, §7 #19) an unknown element or
+Unlike the original (which skipped whatever it did not know) an unknown element or
 attribute is a ``TopoError`` naming the file, the element path and the known names. Settings
 VirtualRetina has but this model deliberately does not implement (leaky heat equation,
 microsaccades, log-polar scheme, unit arrays, random initial V, a cascade order ``center-n`` > 0)

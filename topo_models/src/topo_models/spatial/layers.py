@@ -1,8 +1,8 @@
 """Spatial layers: ordinary Linear / Conv2d layers whose output units have learnable positions.
 
 A spatial layer puts each output neuron (Linear) or output channel (Conv2d) at a point of a
-``dim``-dimensional space (Wołczyk et al. 2019, "Biologically-Inspired Spatial Neural Networks";
-reference/spatialnets.md §1.2). The positions are an ordinary ``nn.Parameter``, so the optimiser
+``dim``-dimensional space (Wołczyk et al. 2019, "Biologically-Inspired Spatial Neural Networks").
+The positions are an ordinary ``nn.Parameter``, so the optimiser
 that trains the weights also moves the neurons; the spatial costs
 (``topo_models.losses.spatial_costs``) are what give the positions a gradient.
 

@@ -1,12 +1,12 @@
 """The multi-task head of spatial networks: one ``labels``-way classifier per task.
 
 A spatial network emits ``labels × n_tasks`` logits laid out row-major over (label, task): logit
-``label * n_tasks + task`` (reference/spatialnets.md §1.3), so ``view(B, labels, n_tasks)`` holds
+``label * n_tasks + task`` (as in SpatialNetworks), so ``view(B, labels, n_tasks)`` holds
 the heads in its last axis. Targets are ``(B, n_tasks)`` class indices with ``IGNORE_INDEX``
-where a sample has no label for a task. That one convention covers both losses of the original
-(§1.5): *sequential* input (one task per sample: every other column ignored) and
+where a sample has no label for a task. That one convention covers both losses of the original:
+*sequential* input (one task per sample: every other column ignored) and
 *concatenate / mix* input (every task labelled). Training and evaluation share these functions,
-so accuracy is exact for any ``labels`` (the original hard-coded 10, §1.15.3).
+so accuracy is exact for any ``labels`` (the original hard-coded 10).
 """
 
 from __future__ import annotations

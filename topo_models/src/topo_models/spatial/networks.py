@@ -3,9 +3,9 @@
 Both networks follow the repo's trunk contract: ``forward(x) -> (logits, features)`` with
 ``features`` an ordered dict layer name → that layer's output (after the activation for hidden
 layers, the raw logits for ``output``). Logits are ``labels × n_tasks`` in the (label, task)
-layout of ``multitask_head`` (reference/spatialnets.md §1.3). ``spatial_layers()`` and
+layout of ``multitask_head``. ``spatial_layers()`` and
 ``predecessor()`` tell the spatial costs which layer feeds which: input pixels have no
-positions, so the first layer has no predecessor and no transport cost (§1.2).
+positions, so the first layer has no predecessor and no transport cost.
 
 All positions come from one ``torch.Generator`` seeded with ``seed``, drawn in network order, so
 a seed fixes the initial layout independently of the global RNG (which initialises weights).
@@ -118,7 +118,7 @@ class _SpatialNetwork(nn.Module):
             )
 
 
-@register_model("spatial_mlp")
+@register_model("spatial_mlp", "topo_models.spatial.SpatialMLP")
 class SpatialMLP(_SpatialNetwork):
     """Flatten → [SpatialLinear → activation] × L → SpatialLinear ``output``.
 
@@ -171,7 +171,7 @@ class SpatialMLP(_SpatialNetwork):
         return logits, features
 
 
-@register_model("spatial_cnn")
+@register_model("spatial_cnn", "topo_models.spatial.SpatialCNN")
 class SpatialCNN(_SpatialNetwork):
     """[SpatialConv2d → activation → 2×2 max-pool] × L → global max-pool → SpatialLinear.
 

@@ -3,7 +3,7 @@
 The trunk is torchvision's own ResNet-18, so torchvision state dicts load unchanged. ``forward``
 returns ``(output, features)``: ``features`` maps the eight block names ``layer1.0 … layer4.1``
 (torchvision dotted names) to block outputs (after the residual add and ReLU), the layers TDANN
-puts on the cortical sheet (Margalit et al. 2024, Neuron; reference/tdann.md §2.1).
+puts on the cortical sheet (Margalit et al. 2024, Neuron; see docs/tdann.md).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ResNet18Spatial(nn.Module):
         return self.fc(pooled), features
 
 
-@register_model("resnet18_spatial")
+@register_model("resnet18_spatial", "topo_models.ResNet18Spatial")
 def resnet18_spatial(
     head: HeadKind = "none", num_classes: int | None = None, projection_dim: int = 128
 ) -> ResNet18Spatial:

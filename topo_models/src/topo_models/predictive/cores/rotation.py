@@ -6,7 +6,7 @@ features exists in ``num_rotations`` orientations and each stacked layer contrib
 hidden_channels · num_rotations channels (rotation-major). Batch norm, bias and scale are
 shared across the orientations of a feature (``rot_eq_batch_norm``), which keeps equivariance.
 
-Fixes against neuralpredictors 0.3.0 (reference §4.3): the Laplace penalty acts on the first
+Fixes against neuralpredictors 0.3.0: the Laplace penalty acts on the first
 layer's effective filters of all rotations, gradients reach the Hermite coefficients, and
 ``rot_eq_batch_norm=False`` normalises all hidden · rotations channels. Stride applies to every
 layer, as in 0.3.0; there are no skip connections.

@@ -1,6 +1,6 @@
 """The Sensorium 2022 baseline core: a stack of convolution → batch norm → ELU layers.
 
-Re-implements neuralpredictors 0.3.0 ``Stacked2dCore`` (reference/sensorium.md §4.1) with every
+Re-implements neuralpredictors 0.3.0 ``Stacked2dCore`` with every
 argument and default, and with the same module tree, so its state dicts (and the published
 checkpoints) load unchanged: ``features.layer{i}.{conv | ds_conv.* | attention_conv.*}``,
 ``features.layer{i}.{norm, bias, scale}``, ``_input_weights_regularizer.laplace.filter``.

@@ -5,7 +5,7 @@ primary visual cortex"): neuron n has a 2-d Gaussian over feature-map positions.
 one position per image and neuron (reparameterised, so μ and σ get gradients), evaluation reads
 at μ. The response is the bilinearly interpolated feature vector at that position, dotted with
 the neuron's feature weights, plus a bias. Parameter and buffer names and shapes are those of
-neuralpredictors 0.3.0, so the published Sensorium checkpoints load (reference/sensorium.md §5).
+neuralpredictors 0.3.0, so the published Sensorium checkpoints load.
 
 Positions are ``F.grid_sample`` coordinates: (x = width, y = height) in [-1, 1]; with
 ``align_corners=True`` ±1 are the centres of the corner pixels, whatever the map's size, so the

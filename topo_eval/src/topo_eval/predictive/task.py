@@ -1,0 +1,113 @@
+"""``task=predictive``: score a trained Sensorium model and write its tables, figures and
+submission files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from topo_eval.data_loading import build_data_module, with_training_data
+from topo_eval.figure_files import write_figure
+from topo_eval.predictive.figures import plot_correlation_histograms, plot_rf_positions
+from topo_eval.predictive.metrics import FEV_THRESHOLD
+from topo_eval.predictive.report import Loader, neuron_table, session_table, write_tables
+from topo_eval.predictive.submission import write_submission
+from topo_models import TopoError
+
+log = logging.getLogger("topo_eval")
+
+
+def predictive_loaders(
+    data: DictConfig, tiers: Sequence[str], checkpoint: str | Path | None = None
+) -> dict[str, Mapping[str, Loader]]:
+    """``{tier: {data_key: DataLoader}}`` of the wanted tiers that the data have.
+
+    ``data`` is either the training data group (``_target_: …SensoriumData``: the same paths,
+    neuron selection and scale as at training) or plain ``static_loaders`` arguments.
+    """
+    from topo_data import TopoDataError
+    from topo_data.sensorium import static_loaders
+
+    if "_target_" not in data:
+        loaders = static_loaders(**OmegaConf.to_container(data, resolve=True))
+        return {tier: loaders[tier] for tier in tiers if tier in loaders}
+    module = build_data_module(data, file=checkpoint)
+    found = {}
+    for tier in tiers:
+        try:
+            found[tier] = module.loaders(tier)
+        except TopoDataError:
+            log.info("no %s tier in the data", tier)
+    return found
+
+
+def predictive_task(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:
+    """``python -m topo_eval task=predictive``: ``run_predictive`` on the data the model was
+    trained on (from the checkpoint) unless ``data`` is given; (sessions.csv, no metrics)."""
+    return run_predictive(with_training_data(cfg), output_dir), {}
+
+
+def run_predictive(cfg: DictConfig, output_dir: Path) -> Path:
+    """Write neurons.csv, sessions.csv, figures/ and submissions/<data_key>/; return the path
+    of sessions.csv.
+
+    Config keys: ``checkpoint`` (a predictive model file for
+    ``topo_models.predictive.load_checkpoint``); ``data`` (see ``predictive_loaders``; it must
+    select the neurons and inputs the model was trained on); ``tier`` (scored, default
+    ``test``); ``submission_tiers`` (default ``[test, final_test]``; tiers the data lack are
+    skipped); ``device`` (default ``cpu``); ``fev_threshold`` (default 0.15).
+    """
+    data = cfg.get("data")
+    if data is None or not ("paths" in data or "_target_" in data):
+        raise TopoError(
+            "the predictive task needs the data to score",
+            field="data",
+            expected="the training data group (_target_) or static_loaders arguments (paths)",
+            found=None if data is None else sorted(data),
+        )
+    tier = cfg.get("tier", "test")
+    device = cfg.get("device", "cpu")
+    threshold = float(cfg.get("fev_threshold", FEV_THRESHOLD))
+    submission_tiers = list(cfg.get("submission_tiers", ["test", "final_test"]) or [])
+    from topo_models.predictive import load_checkpoint
+
+    model = load_checkpoint(cfg.checkpoint, map_location="cpu")
+    loaders = predictive_loaders(
+        data, list(dict.fromkeys([tier, *submission_tiers])), cfg.get("checkpoint")
+    )
+
+    output_dir = Path(output_dir)
+    neurons = neuron_table(model, loaders, tier, device, threshold)
+    sessions = session_table(neurons, threshold)
+    _, sessions_path = write_tables(neurons, sessions, output_dir)
+    for data_key in dict.fromkeys(neurons.data_key):
+        write_figure(
+            plot_rf_positions(neurons, data_key),
+            output_dir / "figures" / f"rf_positions_{data_key}.png",
+        )
+    write_figure(plot_correlation_histograms(neurons), output_dir / "figures" / "correlation.png")
+    for submission_tier in submission_tiers:
+        for data_key, loader in loaders.get(submission_tier, {}).items():
+            path = write_submission(
+                model,
+                loader,
+                output_dir / "submissions" / data_key,
+                data_key,
+                submission_tier,
+                device,
+            )
+            log.info("submission %s", path)
+    pooled = sessions.iloc[-1]
+    log.info(
+        "%s: %d neurons, correlation %.3f, correlation to average %.3f, FEVE %.3f → %s",
+        tier,
+        pooled.n_neurons,
+        pooled.correlation,
+        pooled.correlation_to_average,
+        pooled.feve,
+        output_dir,
+    )
+    return sessions_path

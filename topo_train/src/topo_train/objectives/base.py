@@ -1,0 +1,54 @@
+"""Defaults every objective shares, so that each family writes only what is particular to it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from topo_train.batches import to_device
+from topo_train.contracts import DataModule
+
+
+class BaseObjective(nn.Module):
+    """An :class:`topo_train.contracts.Objective` with the common defaults: nothing required
+    of the model or data, no model check, validation = the mean of each step metric over the
+    validation batches, no test tier, nothing to do at the end of a run."""
+
+    requires: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    test_tier: str | None = None
+
+    def check_model(self, model: nn.Module) -> None:
+        """Every model is accepted unless a family says otherwise."""
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, data: DataModule, device: torch.device, tier: str = "validation"
+    ) -> dict[str, float]:
+        """Each metric of :meth:`forward` averaged over the validation batches, as ``val/…``."""
+        return self.mean_over_batches(model, data.val_loader(), device)
+
+    def mean_over_batches(
+        self, model: nn.Module, batches: Iterable[Any] | None, device: torch.device
+    ) -> dict[str, float]:
+        """``val/<metric>``: each step metric's mean over ``batches`` (none: an empty dict)."""
+        if batches is None:
+            return {}
+        was_training = model.training
+        model.eval()
+        sums: dict[str, float] = defaultdict(float)
+        count = 0
+        for batch in batches:
+            _, metrics = self(model, to_device(batch, device))
+            for key, value in metrics.items():
+                sums[key] += float(value)
+            count += 1
+        model.train(was_training)
+        return {f"val/{key}": value / count for key, value in sums.items()} if count else {}
+
+    def finish(self, model: nn.Module, data: DataModule, run_dir: Path, tracker: Any) -> None:
+        """Nothing beyond ``model.pt`` unless a family says otherwise."""

@@ -1,0 +1,1 @@
+"""The cortical sheet of a run: its positions (built, loaded or swapped) and its figure."""
