@@ -1,11 +1,10 @@
 """Image transforms for self-supervised (SimCLR) and supervised training.
 
-They follow the recipes TDANN trained with (Margalit et al. 2024; see docs/tdann.md): the SimCLR
-view of Chen et
-al. 2020 (random resized crop, flip, colour distortion, grayscale, Gaussian blur) and the
-standard ImageNet supervised pipeline. All randomness comes from the global ``torch`` RNG, so
-wrapping a data set in :class:`topo_data.sampling.SeededSamples` makes every augmentation a
-pure function of (seed, epoch, index).
+They follow the recipes TDANN trained with (Margalit et al. 2024; see docs/tdann.md): the
+SimCLR view of Chen et al. 2020 (random resized crop, flip, colour distortion, grayscale,
+Gaussian blur) and the standard ImageNet supervised pipeline. All randomness comes from the
+global ``torch`` RNG, so wrapping a data set in :class:`topo_data.sampling.SeededSamples`
+makes every augmentation a pure function of (seed, epoch, index).
 """
 
 from __future__ import annotations
