@@ -32,7 +32,7 @@ SMALL_SIMULATION = (
 )
 
 
-PLUS = ("data.include_behavior=true", "data.include_eye_position=true")  # SENSORIUM+
+PLUS = ("data.include_behavior=true", "data.include_eye_position=true", "model.shifter=true")
 
 
 def small_run(tmp_path: Path, run: str, *extra: str) -> list[str]:

@@ -118,14 +118,13 @@ def test_sensorium_experiments_hold_the_published_training_settings(compose_trai
     assert not cfg.loss.avg_loss
     expected_model = "sensorium_ln" if experiment.endswith("_ln") else "sensorium_cnn"
     assert cfg.model._target_.endswith(expected_model)
-    assert cfg.model.shifter is None
-    assert cfg.data.include_behavior == (experiment == "sensorium_plus")
+    plus = experiment == "sensorium_plus"
+    assert cfg.model.shifter == plus and cfg.data.include_behavior == plus
 
 
 def test_sensorium_plus_adds_behaviour_channels_and_the_eye_position(compose_train):
     cfg = compose_train(["experiment=sensorium_plus"])
-    assert cfg.data.include_behavior and cfg.data.include_eye_position
-    assert cfg.model.shifter is None  # the data module fills it: a shifter with eye positions
+    assert cfg.data.include_behavior and cfg.data.include_eye_position and cfg.model.shifter
 
 
 def test_spatial_multitask_experiment_holds_the_published_hyper_parameters(compose_train):

@@ -21,6 +21,19 @@ RESUMABLE_CHANGES: tuple[str, ...] = (
 )
 
 
+# Constructors that moved: a run started before the move resumes (plain strings compared, never
+# imported — a file's config chooses nothing that runs).
+MOVED_TARGETS: dict[str, str] = {
+    "topo_train.predictive_objective.PoissonObjective": "topo_train.objectives.PoissonObjective",
+    "topo_train.multitask_objective.MultiTaskObjective": "topo_train.objectives.MultiTaskObjective",
+    "topo_train.retina_objective.RetinaPoissonObjective": (
+        "topo_train.objectives.RetinaPoissonObjective"
+    ),
+    "topo_train.swapped_positions.SwappedLayout": "topo_train.sheet.swapped.SwappedLayout",
+    "topo_data.retina_responses.RetinaResponseData": "topo_data.retina.RetinaResponseData",
+}
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Yield ``(dotted.key, leaf value)`` pairs of a nested mapping."""
     for key, value in config.items():
@@ -38,5 +51,6 @@ def _ignored(key: str) -> bool:
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Dotted keys whose values differ (or exist on one side only), ignoring safe keys."""
     old, new = dict(flatten(saved)), dict(flatten(current))
+    old = {k: MOVED_TARGETS.get(v, v) if k.endswith("_target_") else v for k, v in old.items()}
     keys = sorted(k for k in old.keys() | new.keys() if not _ignored(k))
     return [k for k in keys if old.get(k, "<absent>") != new.get(k, "<absent>")]

@@ -104,7 +104,6 @@ class SensoriumData:
             self.paths = [str(simulated_session(Path(root), simulation or {}, seed))]
         self.batch_size = batch_size
         self.seed = int(seed)
-        self.include_eye_position = bool(include_eye_position)
         self.rank, self.world_size = int(rank), int(world_size)
         self._loaders = static_loaders(
             self.paths,
@@ -137,8 +136,8 @@ class SensoriumData:
         return self._loaders["train"][data_key].dataset
 
     def model_config_values(self) -> dict[str, Any]:
-        """A shifter exactly when the batches carry the pupil centre (``shifter: null``)."""
-        return {"shifter": self.include_eye_position}
+        """Nothing: what the data fix goes to the constructor (:meth:`model_kwargs`)."""
+        return {}
 
     def model_kwargs(self) -> dict[str, Any]:
         """Neurons per session, their cortical (x, y) in µm and the input channel count."""

@@ -41,6 +41,17 @@ MAX_TILE = 64  # block side: 64 balances padding waste against the number of blo
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
+def _squared_norms(difference: torch.Tensor, offset: torch.Tensor | float) -> torch.Tensor:
+    """Σ_c difference[c]² + offset over the leading (coordinate) dimension: one multiply-add per
+    coordinate plane, about twice as fast as ``square().sum(0)`` on a CPU."""
+    total = torch.addcmul(
+        torch.as_tensor(offset, dtype=difference.dtype), difference[0], difference[0]
+    )
+    for plane in difference[1:]:
+        total.addcmul_(plane, plane)
+    return total
+
+
 def _block_indices(offset: int, size: int, block: int, tile: int, pad: int) -> torch.Tensor:
     """(tile,) point indices of block ``block`` of a layer at ``offset``; ``pad`` past its end."""
     local = torch.arange(block * tile, (block + 1) * tile)
@@ -118,7 +129,7 @@ class FusedProximity(torch.autograd.Function):
         row_points = points.index_select(1, plan.rows).view(len(points), -1, tile, 1)
         col_points = points.index_select(1, plan.cols).view(len(points), -1, 1, tile)
         difference = row_points - col_points  # (dim, blocks, tile, tile): p_i - p_j
-        distance = difference.square().sum(0).add_(plan.offset)  # d² + eps (+ BIG)
+        distance = _squared_norms(difference, plan.offset)  # d² + eps (+ BIG)
         distance.clamp_(max=MAX_SQUARED_DISTANCE).sqrt_()  # r
         kernel = torch.neg(distance).exp_()  # exp(-r)
         block_sums = kernel.sum((1, 2)) * plan.block_weights
@@ -197,7 +208,7 @@ class FusedTransport(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: TransportPlan, n_positions: int, *tensors: torch.Tensor):
         positions, weights = tensors[:n_positions], tensors[n_positions:]
-        points = torch.cat(positions).T  # (dim, n)
+        points = torch.cat(positions).T.contiguous()  # (dim, n)
         difference = points.new_empty(len(points), sum(plan.pair_counts))  # p_i - q_j
         for (post, n, pre, m), out in zip(
             plan.layers, difference.split(plan.pair_counts, 1), strict=True
@@ -207,7 +218,7 @@ class FusedTransport(torch.autograd.Function):
                 points[:, None, pre : pre + m],
                 out=out.view(-1, n, m),
             )
-        distance = difference.square().sum(0).add_(plan.eps).sqrt_()  # r
+        distance = _squared_norms(difference, plan.eps).sqrt_()  # r
         # A linear weight enters as it is, a kernel as its l1 / l2 norm: |.| or the square of
         # that is the kernel sum of g.
         order = 1 if plan.norm == "l1" else 2
