@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,13 +36,74 @@ def sweep_overrides(tmp_path: Path) -> list[str]:
     return [o for o in tiny_overrides(tmp_path) if not o.startswith("run_dir=")]
 
 
-def test_cli_single_run_writes_into_the_hydra_run_dir(tmp_path):
-    result = run_cli(["trainer.max_steps=2", *sweep_overrides(tmp_path)], tmp_path)
+def test_cli_run_names_a_paste_safe_directory_logs_and_prints_a_command_that_evaluates_it(
+    tmp_path,
+):
+    """A run in Hydra's run directory: a name that pastes as an override value, a log file
+    holding what the terminal showed (and the progress the bar showed), and a summary whose
+    evaluation command runs as printed."""
+    overrides = [o for o in sweep_overrides(tmp_path) if o != "trainer.progress=false"]
+    result = run_cli([*overrides, "trainer.max_steps=2"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dirs = list((tmp_path / "runs" / "topo_train").iterdir())
     assert len(run_dirs) == 1
-    assert (run_dirs[0] / "model.pt").is_file()
-    assert (run_dirs[0] / "figures" / "responses_on_sheet.png").is_file()
+    run_dir = run_dirs[0]
+    assert re.fullmatch(r"[A-Za-z0-9_.+\-]+", run_dir.name), run_dir.name
+    assert (run_dir / "model.pt").is_file()
+    assert (run_dir / "figures" / "responses_on_sheet.png").is_file()
+    assert (run_dir / "figures" / "loss_curves.png").is_file()
+    log = (run_dir / "topo_train.log").read_text()
+    assert "[INFO] - building positions" in log and "[INFO] - training " in log
+    assert "[topo_train.progress][INFO] - step 2/2 (100%)" in log
+    assert "step 2/2 (100%)" not in result.stdout  # the bar showed it (on stderr)
+    assert "run finished: runs/topo_train/" in result.stdout and "run finished" in log
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+    lines = result.stdout.splitlines()
+    command = lines[lines.index("evaluate it:") + 1].strip()
+    assert command.startswith(f"python -m topo_eval checkpoint=runs/topo_train/{run_dir.name}/")
+    words = shlex.split(command)
+    evaluated = subprocess.run(
+        [sys.executable, *words[1:], f"output_dir={tmp_path / 'eval'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (tmp_path / "eval" / "responses.csv").is_file()
+
+
+def test_ctrl_c_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, isolated_tracking):
+    """SIGINT after the first checkpoint: no traceback, exit status 130, a line saying how to
+    resume, the MLflow run KILLED and the checkpoint as last saved; the same command then
+    finishes the run in the same MLflow run."""
+    args = [*tiny_overrides(tmp_path), "trainer.max_steps=12", "trainer.val_every=0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "topo_train", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    checkpoint = tmp_path / "run" / "last.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "the run never wrote its first checkpoint"
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 130, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "interrupted; resume the run with the same command: " in output
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["step"] % 2 == 0 and state["step"] < 12
+    client = mlflow.MlflowClient(isolated_tracking)
+    assert client.get_run(state["mlflow_run_id"]).info.status == "KILLED"
+    resumed = run_cli(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {tmp_path / 'run'} at step {state['step']}" in resumed.stdout
+    assert client.get_run(state["mlflow_run_id"]).info.status == "FINISHED"
 
 
 def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failures(
@@ -69,7 +132,7 @@ def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failur
     good, bad = (process.communicate(timeout=600)[0] for process in sweeps)
     assert sweeps[0].returncode == 0, good[-3000:]
     assert sweeps[1].returncode == 1 and "1 sweep job(s) failed" in bad, bad[-3000:]
-    assert "loss.alpha=-1" in bad and "another" not in bad
+    assert "loss.alpha--1" in bad and "another" not in bad
     directories = sorted(
         p.parent for p in (tmp_path / "runs" / "sweeps" / "topo_train").glob("*/multirun.yaml")
     )
@@ -77,11 +140,18 @@ def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failur
     finished = [p.parent.name for d in directories for p in d.glob("*/model.pt")]
     assert len(finished) == 3
     failed = [p.parent.name for d in directories for p in d.glob("*/FAILED")]
-    assert len(failed) == 1 and "loss.alpha=-1" in failed[0]
+    assert len(failed) == 1 and "loss.alpha--1" in failed[0]
+    table = [  # the sweep's table of its jobs: name, status, last metrics
+        line.split() for line in bad.splitlines() if re.match(r"  data\S+__loss.alpha-", line)
+    ]
+    assert sorted(row[1] for row in table if len(row) > 1) == ["failed", "finished"], bad[-3000:]
     client = mlflow.MlflowClient(isolated_tracking)
     runs = client.search_runs([client.get_experiment_by_name("topo").experiment_id])
     parents = {r.info.run_id: r for r in runs if r.data.tags.get("topo.sweep") == "parent"}
     assert sorted(r.info.status for r in parents.values()) == ["FAILED", "FINISHED"]
+    names = sorted(r.info.run_name for r in parents.values())  # the sweeps' overrides
+    assert names[0].startswith("sweep loss.alpha=-1,0.5 ") and "trainer.max_steps=1" in names[0]
+    assert names[1].startswith("sweep loss.layer_weights.layer4_1=0,2.5 ")
     for parent in parents.values():
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         if parent.info.status == "FAILED":  # alpha = -1 is refused before its run starts
@@ -89,6 +159,10 @@ def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failur
             continue
         swept = sorted(r.data.params["loss.layer_weights.layer4_1"] for r in children)
         assert swept == ["0", "2.5"]
+        assert sorted(r.info.run_name for r in children) == [  # what differs between the jobs
+            "loss.layer_weights.layer4_1=0",
+            "loss.layer_weights.layer4_1=2.5",
+        ]
         others = {r.data.params["loss.layer_weights.layer2_0"] for r in children}
         assert others == {"None"}  # untouched layers keep alpha
 

@@ -68,6 +68,11 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_outputs(tmp_path, isolate
     assert sorted(outputs) == sorted(expected)
     assert all(np.array_equal(outputs[k], expected[k]) for k in expected)
     assert mlflow.MlflowClient(isolated_tracking).get_experiment_by_name("topo-eval") is None
+    # the resumed run ends with a summary naming what it made, and the figure it names exists
+    said = result.stdout + result.stderr
+    assert "task=retina_run finished" in said and f"table:   {out / 'summary.json'}" in said
+    assert "figures: figures/output.png" in said and "MLflow:  not tracked" in said
+    assert (out / "figures" / "output.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
@@ -97,4 +102,9 @@ def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
         "summary.json",
         "config.yaml",
+        "figures",
     }
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == [
+        "figures/output.png"
+    ]
+    assert f"run {run.info.run_id} in experiment topo-eval" in result.stdout + result.stderr

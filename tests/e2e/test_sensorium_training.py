@@ -16,12 +16,14 @@ import pytest
 import torch
 
 import topo_train.__main__  # noqa: F401  (registers the run-directory resolver)
-from topo_data.sensorium import static_loaders
+from topo_data.sensorium import StaticBatch, static_loaders
 from topo_data.sensorium.response_model import pixels_to_grid
 from topo_data.sensorium.simulate import load_ground_truth
 from topo_eval.model_loading import load_trained_model
+from topo_models import create_model
 from topo_models.predictive import load_checkpoint
 from topo_train import trainer as trainer_module
+from topo_train.objectives.predictive import PoissonObjective
 from topo_train.train import train
 
 pytestmark = pytest.mark.slow
@@ -54,6 +56,59 @@ def small_run(tmp_path: Path, run: str, *extra: str) -> list[str]:
 
 def session_path(root: Path) -> str:
     return json.loads(next(root.glob("sim-*/session.json")).read_text())["path"]
+
+
+def _batch(rng: np.random.Generator, trials: int, neurons: int) -> StaticBatch:
+    images = torch.from_numpy(rng.normal(size=(trials, 1, 36, 64)).astype(np.float32))
+    responses = torch.from_numpy(rng.poisson(2.0, (trials, neurons)).astype(np.float32))
+    return StaticBatch(images, responses, None, None, torch.arange(trials))
+
+
+class _Tier:
+    """A data module with one tier: ``loaders(tier)`` → {data_key: list of batches}."""
+
+    def __init__(self, batches: dict[str, list[StaticBatch]]) -> None:
+        self.batches = batches
+
+    def loaders(self, tier: str) -> dict[str, list[StaticBatch]]:
+        return self.batches
+
+
+@pytest.mark.parametrize("avg_loss", [False, True])
+def test_the_per_neuron_poisson_metric_is_the_plain_sum_over_neurons_and_trials(avg_loss):
+    """``loss/poisson`` is summed and scaled by √(N/B); ``…/poisson_per_neuron_trial`` is
+    Σ (r̂ − r log r̂) over every neuron and trial of the step (or tier), divided by their
+    count — recomputed here from the model's rates, one session at a time."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    neurons = {"a": 7, "b": 5}
+    model = create_model(
+        "sensorium_cnn",
+        n_neurons=neurons,
+        cortex_coordinates={k: rng.normal(size=(n, 2)) for k, n in neurons.items()},
+        input_channels=1,
+    ).eval()  # no readout sampling: the objective's rates and these are the same
+    objective = PoissonObjective(trials_in_file={"a": 400, "b": 90}, avg_loss=avg_loss)
+    step = {"a": _batch(rng, 6, 7), "b": _batch(rng, 4, 5)}
+    tier = {k: [_batch(rng, 3, n), _batch(rng, 2, n)] for k, n in neurons.items()}
+
+    def plain_sum(key: str, batch: StaticBatch) -> float:
+        with torch.no_grad():
+            rates = model(batch.images, data_key=key).double()
+        return float((rates - batch.responses.double() * torch.log(rates + 1e-12)).sum())
+
+    with torch.no_grad():
+        _, metrics = objective(model, step)
+    expected = sum(plain_sum(k, b) for k, b in step.items()) / (6 * 7 + 4 * 5)
+    assert float(metrics["loss/poisson_per_neuron_trial"]) == pytest.approx(expected, rel=1e-5)
+    assert float(metrics["loss/poisson"]) != pytest.approx(expected, rel=1e-2)  # the sum
+
+    evaluated = objective.evaluate(model, _Tier(tier), torch.device("cpu"))
+    total = sum(plain_sum(k, b) for k, batches in tier.items() for b in batches)
+    assert evaluated["val/poisson_per_neuron_trial"] == pytest.approx(
+        total / (5 * 7 + 5 * 5), rel=1e-5
+    )
+    assert evaluated["val/poisson_per_trial"] == pytest.approx(total / 10, rel=1e-5)
 
 
 class Killed(Exception):

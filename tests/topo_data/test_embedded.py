@@ -133,3 +133,14 @@ def test_concurrent_writers_leave_one_complete_folder(tmp_path):
     outputs = [p.communicate(timeout=120) for p in processes]
     assert all(p.returncode == 0 for p in processes), [err for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["10", "10", "10"]
+
+
+def test_writing_the_photo_set_says_what_where_and_reuse_says_nothing(tmp_path, caplog):
+    caplog.set_level("INFO", logger="topo_data")
+    root = write_embedded_image_folder(tmp_path / "photos", **SMALL)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("40 crops of 16 px" in line and str(root) in line for line in lines)
+    assert any(line.startswith("embedded photo set written") for line in lines)
+    caplog.clear()
+    write_embedded_image_folder(tmp_path / "photos", **SMALL)
+    assert not caplog.records  # reused: nothing is built, so nothing is said

@@ -72,9 +72,7 @@ def truth(folder: Path) -> dict[str, np.ndarray]:
 
 def test_files_have_the_sensorium_shapes_and_types(files, truth) -> None:
     assert files["images"].shape == (N_TRIALS, 1, *SIZE)
-    assert files["images"].dtype == np.float32
-    assert files["images"].min() >= 0 and files["images"].max() <= 255
-    assert np.array_equal(files["images"], np.round(files["images"]))
+    assert files["images"].dtype == np.uint8  # whole gray levels 0..255, a quarter of float32
     assert files["responses"].shape == (N_TRIALS, 40)
     responses = files["responses"]
     assert np.isfinite(responses).all() and (responses >= 0).all()
@@ -233,7 +231,7 @@ def test_pupil_shift_moves_rfs_like_moving_the_image(files, truth) -> None:
     The images get a gray frame (contrast 0, like the screen's surround) wider than d, so
     ``np.roll`` is a true translation on the gray plane.
     """
-    images = np.full_like(files["images"][:6], 127.5)
+    images = np.full(files["images"][:6].shape, 127.5, np.float32)  # gray: contrast 0
     images[:, :, 4:-4, 4:-4] = files["images"][:6, :, 4:-4, 4:-4]
     step = np.array([3.0, -2.0])
     rolled = np.roll(images, (int(step[1]), int(step[0])), axis=(2, 3))

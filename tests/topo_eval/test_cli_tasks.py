@@ -14,7 +14,7 @@ from hydra.utils import get_method
 from omegaconf import OmegaConf
 
 from tests.topo_eval.conftest import EVAL_CONF, compose_eval
-from topo_eval.__main__ import run_task
+from topo_eval.__main__ import run_task, task_summary
 from topo_eval.tracking import log_to_mlflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +116,30 @@ def test_every_packaged_config_file_is_package_data():
     package = EVAL_CONF.parent
     files = [path.relative_to(package).as_posix() for path in EVAL_CONF.rglob("*.yaml")]
     assert files and all(any(fnmatch(f, p) for p in patterns) for f in files)
+
+
+def test_the_summary_names_what_was_written_the_metrics_the_mlflow_run_and_what_next(tmp_path):
+    cfg = compose_eval("task=split", "checkpoint=/runs/a/model.pt")
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    table = out / "assignment.csv"
+    table.write_text("x\n")
+    (out / "figures" / "positions.png").write_bytes(b"png")
+    metrics = {f"m{i}": i + 0.123456 for i in range(10)} | {"frames": 30000.0}
+    text = task_summary(cfg, out, table, metrics, "abc123")
+    assert f"task=split finished: 2 files in {out}" in text
+    assert f"table:   {table}" in text and "figures: figures/positions.png" in text
+    assert "m0=0.1235, m1=1.123" in text and "(and 3 more)" in text  # 8 named, 3 counted
+    assert "run abc123 in experiment topo-eval" in text
+    # the task file's next step, pasteable: the checkpoint and this output filled in
+    assert (
+        f"python -m topo_eval task=score checkpoint=/runs/a/model.pt multitask.split_dir={out}"
+        in text
+    )
+    untracked = task_summary(cfg, out, table, {"frames": 30000.0}, None)
+    assert "frames=30000" in untracked and "MLflow:  not tracked" in untracked
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_task_file_says_what_to_look_at_next(name):
+    assert len(compose_eval(f"task={name}").task.next) > 20

@@ -151,3 +151,31 @@ def test_run_predictive_on_a_simulated_session_through_the_real_loaders(tmp_path
         pd.read_csv(again / "neurons.csv", dtype={"data_key": str}), neurons, atol=1e-6
     )
     assert (again / "submissions" / key / "submission_file_final_test.csv").is_file()
+
+
+def test_the_task_returns_the_pooled_scores_of_the_tier_as_its_headline(tmp_path, monkeypatch):
+    from topo_eval.predictive import task
+
+    def fake_run(cfg, output_dir):
+        output_dir.mkdir(parents=True)
+        path = output_dir / "sessions.csv"
+        pd.DataFrame(
+            {
+                "data_key": ["m1", "m2", "all"],
+                "correlation": [0.1, 0.3, 0.2],
+                "correlation_to_average": [0.4, 0.6, 0.5],
+                "feve": [0.7, 0.9, 0.8],
+            }
+        ).to_csv(path, index=False)
+        return path
+
+    monkeypatch.setattr(task, "run_predictive", fake_run)
+    monkeypatch.setattr(task, "with_training_data", lambda cfg: cfg)
+    cfg = OmegaConf.create({"checkpoint": "m.pt", "data": {"paths": []}, "tier": "validation"})
+    path, metrics = task.predictive_task(cfg, tmp_path / "out")
+    assert path == tmp_path / "out" / "sessions.csv"
+    assert metrics == {
+        "validation/correlation": 0.2,
+        "validation/correlation_to_average": 0.5,
+        "validation/feve": 0.8,
+    }

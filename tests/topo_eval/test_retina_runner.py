@@ -265,6 +265,8 @@ def test_retina_run_task_builds_retina_and_source_from_the_eval_config(tmp_path,
     assert set(metrics) == {"frames", "ganglion_spikes_ON_mean_hz", "ganglion_spikes_OFF_mean_hz"}
     saved = json.loads((tmp_path / "out" / RUN_FILE).read_text())
     assert saved["config"]["retina"]["preset"] == "human.magno"
+    figure = tmp_path / "out" / "figures" / "output.png"  # drawn from the chunks afterwards
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 def _save(path: Path, values: np.ndarray) -> Path:

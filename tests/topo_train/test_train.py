@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,10 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss/total"]) for r in map(json.loads, lines) if "loss/total" in r]
 
 
-def test_training_writes_checkpoint_positions_figure_and_mlflow_run(tmp_path, compose_train):
+def test_training_writes_checkpoint_positions_figure_and_mlflow_run(
+    tmp_path, compose_train, caplog
+):
+    caplog.set_level(logging.INFO)
     cfg = compose_train(tiny_overrides(tmp_path))
     metrics = train(cfg)
     run_dir = tmp_path / "run"
@@ -41,7 +45,37 @@ def test_training_writes_checkpoint_positions_figure_and_mlflow_run(tmp_path, co
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "figures", "positions", "checkpoint"} <= artifacts
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert figures == {"figures/responses_on_sheet.png"}
+    assert figures == {"figures/responses_on_sheet.png", "figures/loss_curves.png"}
+    assert (run_dir / "figures" / "loss_curves.png").is_file()
+    summary = caplog.records[-1].getMessage()  # the run ends by saying what it made
+    assert summary.startswith(f"run finished: {run_dir} (step 4)")
+    assert f"MLflow run {run.info.run_id}" in summary
+    assert summary.splitlines()[-1].strip() == (
+        f"python -m topo_eval checkpoint={run_dir}/model.pt positions={run_dir}/positions"
+    )
+
+
+def test_ctrl_c_ends_the_mlflow_run_killed_and_keeps_the_last_checkpoint(
+    tmp_path, compose_train, monkeypatch
+):
+    from topo_train.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def interrupted_at_step_3(self, batch):
+        if self.step == 2:  # after the checkpoint of step 2
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_train(tiny_overrides(tmp_path)))
+    run_dir = tmp_path / "run"
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["step"] == 2 and not (run_dir / "model.pt").exists()
+    assert not list(run_dir.glob(".*.tmp"))
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(state["mlflow_run_id"]).info.status == "KILLED"
 
 
 def test_same_seed_gives_the_same_loss_curve_and_another_seed_does_not(tmp_path, compose_train):

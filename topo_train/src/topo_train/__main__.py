@@ -2,12 +2,16 @@
 
 In a multirun (``-m``) one failing job must not stop the sweep: its error is logged and recorded
 for the sweep's callback (see :mod:`topo_train.sweep`), which reports the sweep's failed jobs at
-the end.
+the end. Ctrl-C stops a run without a traceback (exit status 130): its last checkpoint stays as
+it was, and the same command resumes it.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -16,12 +20,36 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from topo_train.run_lock import RunDirectoryBusy
-from topo_train.run_names import MAX_DIRNAME, short_dirname
-from topo_train.sweep import FAILED_MARKER, record_failure
+from topo_train.run_names import readable_run_name
+from topo_train.sweep import FAILED_MARKER, record_failure, swept_overrides
 from topo_train.train import make_positions, train
 
 log = logging.getLogger("topo_train")
-__all__ = ["MAX_DIRNAME", "main", "short_dirname"]
+__all__ = ["main"]
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+USER_CONFIGS = "conf"  # hydra.searchpath of conf/train.yaml, relative to the run's directory
+
+# Hydra warns about every search path that does not exist; most runs have no configs of their own.
+warnings.filterwarnings(
+    "ignore", message=f"provider=hydra.searchpath in main, path={USER_CONFIGS} is not available"
+)
+
+
+def run_name(hydra_cfg: DictConfig) -> str:
+    """The MLflow run's name: the command's overrides (minus paths and devices); in a sweep,
+    only those that differ between its jobs."""
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    overrides = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0] not in excluded]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        swept = swept_overrides(overrides)
+        overrides = swept or overrides
+    return readable_run_name(sorted(overrides))
+
+
+def interrupted_line() -> str:
+    command = shlex.join(["python", "-m", "topo_train", *sys.argv[1:]])
+    return f"interrupted; resume the run with the same command: {command}"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -36,10 +64,23 @@ def main(cfg: DictConfig) -> dict | None:
         return None
     marker = Path(cfg.run_dir) / FAILED_MARKER
     marker.unlink(missing_ok=True)
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return train(cfg)
+    logging.captureWarnings(True)  # warnings land in the run's log file too
     try:
-        return train(cfg)
+        metrics = _run(cfg, hydra_cfg)
+    except KeyboardInterrupt:
+        log.warning("%s", interrupted_line())  # in the run's log file as well as on screen
+        raise SystemExit(INTERRUPTED_EXIT) from None
+    if output_dir.resolve() != Path(cfg.run_dir).resolve():  # run_dir= named another directory
+        log.info("the log of this run: %s", output_dir / f"{hydra_cfg.job.name}.log")
+    return metrics
+
+
+def _run(cfg: DictConfig, hydra_cfg: DictConfig) -> dict | None:
+    name = run_name(hydra_cfg)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return train(cfg, run_name=name)
+    try:
+        return train(cfg, run_name=name)
     except Exception as error:  # one job's failure must not stop the sweep
         log.error("job failed: %s", error)
         record_failure(
@@ -51,5 +92,15 @@ def main(cfg: DictConfig) -> dict | None:
         return None
 
 
+def cli() -> None:
+    """:func:`main`, with Ctrl-C before or after a run (while Hydra composes) ending quietly
+    too."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(interrupted_line(), file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT) from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

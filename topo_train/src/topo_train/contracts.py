@@ -83,6 +83,13 @@ class Objective(Protocol):
         """Once, when a run has finished and ``model.pt`` is written (rank 0 only): write and
         log what the family makes of a trained model (figures, learned positions)."""
 
+    def evaluation_command(self, run_dir: Path) -> str | None:
+        """Once, at the very end of a run (rank 0, after :meth:`finish` and the run hooks'
+        finish), for the summary the run prints: the ``python -m topo_eval …`` command that
+        evaluates this run, pasteable as it stands (paths through
+        :func:`topo_train.run_names.override`); None: nothing to suggest. ``run_dir`` is the
+        run directory as the user types it (relative to the working directory when inside)."""
+
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Any: ...

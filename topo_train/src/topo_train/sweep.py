@@ -8,11 +8,14 @@ directory is ``runs/sweeps/topo_train/<sweep name>``, derived from the command-l
 run, and passes all three to the jobs through environment variables (inherited by local jobs
 and by submitit's SLURM jobs). A job that fails writes its traceback under
 ``<sweep dir>/.failures/<sweep id>/`` (and ``FAILED`` in its own run directory, unless another
-process holds that); at the end the callback reports this sweep's failures only and exits 1.
+process holds that); at the end the callback prints a table of the jobs (status and key
+metrics), reports this sweep's failures only and exits 1 if there were any. In MLflow the parent
+run is named after the sweep's overrides, each job's run after its own values of the swept keys.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
@@ -25,6 +28,8 @@ from omegaconf import DictConfig
 
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
+from topo_train.run_names import legacy_dirname, run_dirname
+from topo_train.run_summary import sweep_table
 from topo_train.tracking import PARENT_RUN_ENV, ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -33,14 +38,44 @@ FAILED_MARKER = "FAILED"
 FAILURES_DIR = ".failures"
 SWEEP_ID_ENV = "TOPO_SWEEP_ID"
 SWEEP_NAME_ENV = "TOPO_SWEEP_NAME"
+SWEPT_KEYS_ENV = "TOPO_SWEPT_KEYS"
 
 
-def sweep_name(task_overrides: list[str], exclude_keys: list[str]) -> str:
-    """The sweep's directory name: its overrides (minus paths and devices), as a run's."""
-    from topo_train.run_names import short_dirname
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
 
-    kept = [o for o in task_overrides if o.split("=", 1)[0].lstrip("+~") not in exclude_keys]
-    return short_dirname(",".join(sorted(kept)))
+
+def kept_overrides(task_overrides: list[str], exclude_keys: list[str]) -> list[str]:
+    """The overrides that name a sweep or a run (not paths and devices), sorted."""
+    return sorted(o for o in task_overrides if _key(o) not in exclude_keys)
+
+
+def sweep_name(
+    task_overrides: list[str], exclude_keys: list[str], parent: Path | None = None
+) -> str:
+    """The sweep's directory name: its overrides (minus paths and devices), paste-safe as a
+    run's (``loss.alpha=0,1`` → ``loss.alpha-0+1``). With ``parent``, a directory an older
+    version named ``loss.alpha=0,1`` is kept when the new one does not exist yet."""
+    kept = kept_overrides(task_overrides, exclude_keys)
+    name = run_dirname(kept)
+    legacy = legacy_dirname(",".join(kept))
+    if parent is not None and not (parent / name).exists() and (parent / legacy).is_dir():
+        return legacy
+    return name
+
+
+def swept_keys(task_overrides: list[str]) -> list[str]:
+    """The keys a sweep's overrides give several values (``a=1,2``, ``range(…)``, …)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    return sorted({o.key_or_group for o in parsed if o.is_sweep_override()})
+
+
+def swept_overrides(job_overrides: list[str]) -> list[str]:
+    """A sweep job's overrides of the keys its sweep varies (none outside a sweep)."""
+    keys = set(json.loads(os.environ.get(SWEPT_KEYS_ENV, "[]")))
+    return [o for o in job_overrides if _key(o) in keys]
 
 
 def record_failure(run_dir: Path, sweep_dir: Path, job_name: str, mark_run_dir: bool) -> Path:
@@ -66,7 +101,11 @@ class MLflowSweepCallback(Callback):
         self.sweep_id = uuid.uuid4().hex
         os.environ[SWEEP_ID_ENV] = self.sweep_id
         excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
-        os.environ[SWEEP_NAME_ENV] = sweep_name(list(config.hydra.overrides.task), excluded)
+        overrides = list(config.hydra.overrides.task)
+        os.environ[SWEEP_NAME_ENV] = sweep_name(overrides, excluded)
+        parent = Path(config.hydra.sweep.dir).parent  # where an older one may be
+        os.environ[SWEEP_NAME_ENV] = sweep_name(overrides, excluded, parent)
+        os.environ[SWEPT_KEYS_ENV] = json.dumps(swept_keys(overrides))
         log.info("sweep directory %s", config.hydra.sweep.dir)
         tracking = config.get("tracking")
         if tracking is None or "tracking_uri" not in tracking:
@@ -76,7 +115,11 @@ class MLflowSweepCallback(Callback):
         self.tracking_uri = str(tracking.tracking_uri)
         experiment_id = ensure_experiment(self.tracking_uri, str(tracking.experiment_name))
         client = mlflow.MlflowClient(self.tracking_uri)
-        name = f"sweep {Path(config.hydra.sweep.dir).as_posix()}"
+        kept = kept_overrides(overrides, excluded)
+        swept = set(swept_keys(kept))
+        # what the sweep varies first, then what its jobs share
+        ordered = sorted(kept, key=lambda o: _key(o) not in swept)
+        name = "sweep " + (" ".join(ordered) or "default")
         run = client.create_run(experiment_id, run_name=name, tags={"topo.sweep": "parent"})
         self.parent_run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
@@ -92,8 +135,10 @@ class MLflowSweepCallback(Callback):
             client = mlflow.MlflowClient(self.tracking_uri)
             client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
             os.environ.pop(PARENT_RUN_ENV, None)
-        for name in (SWEEP_ID_ENV, SWEEP_NAME_ENV):
+        for name in (SWEEP_ID_ENV, SWEEP_NAME_ENV, SWEPT_KEYS_ENV):
             os.environ.pop(name, None)
+        if sweep_dir.is_dir():
+            log.info("%s", sweep_table(sweep_dir, failed))
         if failed:
             error = TopoError(
                 f"{len(failed)} sweep job(s) failed; the others completed. Each traceback is in "

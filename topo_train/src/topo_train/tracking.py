@@ -10,6 +10,7 @@ migrated under an inter-process file lock beside it (two sweeps may start togeth
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -24,6 +25,8 @@ from topo_train.config_diff import flatten
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "TOPO_MLFLOW_PARENT_RUN_ID"
+POSITIONS_HASH_TAG = "topo.positions_sha256"  # on the run that holds the position files
+POSITIONS_POINTER = "positions.json"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_PARAM_LENGTH = 6000
 
@@ -33,6 +36,12 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]) if tracking_uri.startswith(prefix) else None
 
 
+def sqlite_absolute(tracking_uri: str) -> str:
+    """``tracking_uri`` with a SQLite file's path made absolute (usable from any directory)."""
+    database = _sqlite_path(tracking_uri)
+    return tracking_uri if database is None else f"sqlite:///{database.resolve()}"
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
     """Keep artifacts beside a SQLite database (not in the current directory)."""
     database = _sqlite_path(tracking_uri)
@@ -40,15 +49,27 @@ def _artifact_root(tracking_uri: str) -> str | None:
 
 
 @contextlib.contextmanager
-def store_lock(tracking_uri: str) -> Iterator[None]:
-    """Hold ``<database>.lock`` while a SQLite store is created or migrated (no-op otherwise)."""
+def store_lock(tracking_uri: str, purpose: str = "") -> Iterator[None]:
+    """Hold ``<database>[.purpose].lock`` while a SQLite store is created or migrated, or
+    while one job of several uploads what the others then point to (no-op for other stores)."""
     database = _sqlite_path(tracking_uri)
     if database is None:
         yield
         return
     database.resolve().parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{database.resolve()}.lock"):
+    with FileLock(f"{database.resolve()}{'.' + purpose if purpose else ''}.lock"):
         yield
+
+
+def directory_hash(path: Path) -> str:
+    """SHA-256 of a directory's files: each relative path, size and content, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
@@ -70,6 +91,7 @@ class NullTracker:
     """Tracking switched off (``tracking=none``): every call does nothing, on purpose."""
 
     run_id: str | None = None
+    tracking_uri: str | None = None
     log_checkpoint = False
 
     def start(self, config: Mapping[str, Any], run_name: str, run_id: str | None) -> str | None:
@@ -79,6 +101,9 @@ class NullTracker:
         return None
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_positions(self, path: Path) -> None:
         return None
 
     def end(self, status: str = "FINISHED") -> None:
@@ -169,6 +194,39 @@ class MLflowTracker:
             self._client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_positions(self, path: Path, artifact_path: str = "positions") -> None:
+        """Log a positions directory once per distinct content in this store.
+
+        Position files are large (TDANN's: 340 MB) and the same for every run of a layout and
+        seed, so only the first run with a given content hash holds them (tagged
+        :data:`POSITIONS_HASH_TAG`); every later run logs ``positions.json`` instead: the hash
+        and the run whose ``positions`` artifact holds the files.
+        """
+        content = directory_hash(path)
+        with store_lock(self.tracking_uri, "positions"):
+            holder = self._positions_holder(content)
+            if holder == self.run_id:
+                return  # a finished run run again: its files are there already
+            if holder is None:
+                self.log_artifact(path, artifact_path)
+                self._client.set_tag(self.run_id, POSITIONS_HASH_TAG, content)
+                return
+        pointer = {"sha256": content, "run_id": holder, "artifact_path": artifact_path}
+        self._client.log_dict(self.run_id, pointer, POSITIONS_POINTER)
+        log.info("positions are the same as MLflow run %s's; logged %s", holder, POSITIONS_POINTER)
+
+    def _positions_holder(self, content: str) -> str | None:
+        """A run of this store whose position files have the hash ``content`` (this run
+        first), or None."""
+        tagged = self._client.get_run(self.run_id).data.tags.get(POSITIONS_HASH_TAG)
+        if tagged == content:
+            return self.run_id
+        experiments = [e.experiment_id for e in self._client.search_experiments()]
+        runs = self._client.search_runs(
+            experiments, filter_string=f"tags.`{POSITIONS_HASH_TAG}` = '{content}'", max_results=1
+        )
+        return runs[0].info.run_id if runs else None
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None and self._client is not None:

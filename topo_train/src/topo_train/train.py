@@ -26,9 +26,12 @@ from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
 from topo_train.config_diff import config_differences
 from topo_train.contracts import DataModule, RunHooks
+from topo_train.loss_figure import FIGURE as LOSS_FIGURE
+from topo_train.loss_figure import write_loss_figure
 from topo_train.optimisers import parameter_groups
 from topo_train.run_checkpoints import atomic_torch_save, latest_checkpoint, remove_stale_temp_files
 from topo_train.run_lock import RunDirectoryLock
+from topo_train.run_summary import run_summary, shown_path
 from topo_train.runtime import (
     close_distributed,
     export_submitit_environment,
@@ -39,7 +42,7 @@ from topo_train.runtime import (
 )
 from topo_train.sheet.run_hooks import SheetRunHooks, write_positions
 from topo_train.tracking import NullTracker
-from topo_train.trainer import Trainer
+from topo_train.trainer import METRICS_FILE, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +136,12 @@ def make_positions(cfg: DictConfig) -> Path:
     return write_positions(cfg.get("positions"), model, data, Path(cfg.run_dir))
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, run_name: str | None = None) -> dict[str, float]:
     """Train the run described by ``cfg`` (a composed ``conf/train.yaml``).
+
+    Args:
+        cfg: the composed config.
+        run_name: the MLflow run's name (None: the run directory's name).
 
     Returns:
         The last logged metrics (training window averages and validation means).
@@ -153,12 +160,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if context.is_main:  # one process per run directory; it clears what a kill left
                 held.enter_context(RunDirectoryLock(run_dir))
                 remove_stale_temp_files(run_dir)
-            return _train(cfg, run_dir, settings, context)
+            return _train(cfg, run_dir, settings, context, run_name or run_dir.name or "run")
     finally:
         close_distributed(context)
 
 
-def _train(cfg: DictConfig, run_dir: Path, settings: Any, context: Any) -> dict[str, float]:
+def _train(
+    cfg: DictConfig, run_dir: Path, settings: Any, context: Any, run_name: str
+) -> dict[str, float]:
     """The body of :func:`train`, run by rank 0 while it holds the run directory."""
     device = resolve_device(settings.device, context.local_rank)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -209,7 +218,7 @@ def _train(cfg: DictConfig, run_dir: Path, settings: Any, context: Any) -> dict[
     )
     resumed = trainer.resume_if_possible(previous)  # rank 0 read it already, for the config check
     run_id = _previous_run_id(run_dir) or (resumed or {}).get("mlflow_run_id")
-    tracker.start(config, run_name=run_dir.name or "run", run_id=run_id)
+    tracker.start(config, run_name=run_name, run_id=run_id)
     if context.is_main and tracker.run_id is not None and tracker.run_id != run_id:
         # before the first step: a run killed before its first checkpoint continues this one
         record = {"run_id": tracker.run_id}
@@ -220,9 +229,16 @@ def _train(cfg: DictConfig, run_dir: Path, settings: Any, context: Any) -> dict[
         if context.is_main:
             _finish(trainer, hooks, data, run_dir, tracker, config_yaml, model_cfg)
         status = "FINISHED"
-        return metrics
+    except KeyboardInterrupt:  # Ctrl-C: the run stops where its last checkpoint is
+        status = "KILLED"
+        raise
     finally:
         tracker.end(status)
+    if context.is_main:
+        shown = shown_path(run_dir)
+        command = objective.evaluation_command(shown)
+        log.info("%s", run_summary(shown, metrics, tracker.tracking_uri, tracker.run_id, command))
+    return metrics
 
 
 def _previous_run_id(run_dir: Path) -> str | None:
@@ -253,7 +269,8 @@ def _finish(
     config_yaml: str,
     model_cfg: dict[str, Any],
 ) -> None:
-    """Write the final weights, then let the objective and the hooks finish; log artifacts."""
+    """Write the final weights, then let the objective and the hooks finish; draw the loss
+    curves; log artifacts."""
     model_path = run_dir / MODEL_FILE
     atomic_torch_save(
         {
@@ -266,5 +283,8 @@ def _finish(
     trainer.objective.finish(trainer.bare_model, data, run_dir, tracker)
     for hook in hooks:
         hook.finish(trainer.bare_model, data, run_dir, tracker)
+    curves = write_loss_figure(run_dir / METRICS_FILE, run_dir / LOSS_FIGURE)
+    if curves is not None:
+        tracker.log_artifact(curves, "figures")
     if tracker.log_checkpoint:
         tracker.log_artifact(model_path, "checkpoint")

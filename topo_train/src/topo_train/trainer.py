@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
@@ -27,6 +26,7 @@ from topo_train.batches import to_device
 from topo_train.contracts import DataModule, Objective
 from topo_train.early_stopping import STOP, EarlyStopping
 from topo_train.optimisers import is_plateau, uses_closure
+from topo_train.progress import Progress
 from topo_train.run_checkpoints import latest_checkpoint, save_checkpoint
 from topo_train.runtime import DistributedContext
 from topo_train.settings import TrainerSettings
@@ -289,38 +289,59 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to the run's length (from the resumed step), return the last logged metrics."""
         settings = self.settings
-        steps_per_epoch = self.data.steps_per_epoch
         total = self.total_steps
-        epoch, start_batch = divmod(self.step, steps_per_epoch)
-        window = self.window
         last: dict[str, float] = {}
         stopped = self.stopper is not None and self.stopper.stopped
         if self.stopper is not None and not self.stopper.started and self.step == 0:
             stopped = self._validate_and_watch(last)  # the baseline value, before any step
-        bar = tqdm(
-            total=total,
-            initial=self.step,
-            desc="train",
-            unit="step",
-            disable=not (settings.progress and self.context.is_main),
-            dynamic_ncols=True,
+        if self.context.is_main:
+            log.info(
+                "training %s: step %d to %d (%d per epoch) on %s",
+                self.run_dir,
+                self.step,
+                total,
+                self.data.steps_per_epoch,
+                self.device,
+            )
+        progress = Progress(
+            total,
+            self.step,
+            bar=settings.progress and self.context.is_main,
+            lines=self.context.is_main,
         )
+        try:  # an interrupted run's bar is closed, and the log says where it stopped
+            last = self._steps(progress, last, stopped)
+        finally:
+            progress.close()
+        if self.stopper is not None:  # the run ends on its best weights
+            self.stopper.restore_best(self.bare_model)
+        last.update(self._final_metrics())
+        return last
+
+    def _steps(self, progress: Progress, last: dict[str, float], stopped: bool) -> dict[str, float]:
+        """The steps from the current one to the run's end (or an early stop); returns the
+        last logged metrics."""
+        settings = self.settings
+        steps_per_epoch = self.data.steps_per_epoch
+        total = self.total_steps
+        epoch, start_batch = divmod(self.step, steps_per_epoch)
+        window = self.window
         while self.step < total and not stopped:
             for batch in self.data.train_loader(epoch, start_batch):
                 metrics = self.train_step(batch)
                 for key, value in metrics.items():
                     window[key] += float(value)
                 self.window_steps += 1
-                bar.update(1)
                 at_end = self.step >= total
                 if self.step % settings.log_every == 0 or at_end:
                     last = {k: v / self.window_steps for k, v in window.items()}
                     last["lr"] = self.optimizer.param_groups[0]["lr"]
                     last["epoch"] = self.step / steps_per_epoch
-                    bar.set_postfix(loss=f"{last.get('loss/total', math.nan):.4f}")
+                    progress.set_loss(last.get("loss/total", math.nan))
                     self._record(last)
                     window.clear()
                     self.window_steps = 0
+                progress.update(self.step)
                 epoch_end = self.step % steps_per_epoch == 0
                 validate_now = (
                     at_end
@@ -338,10 +359,6 @@ class Trainer:
                 if stopped or at_end:
                     break
             epoch, start_batch = epoch + 1, 0
-        bar.close()
-        if self.stopper is not None:  # the run ends on its best weights
-            self.stopper.restore_best(self.bare_model)
-        last.update(self._final_metrics())
         return last
 
     def _final_metrics(self) -> dict[str, float]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ EMBEDDED_PHOTOS: tuple[str, ...] = tuple(_PHOTO_FILES)
 _FORMAT = 1
 _CROP_FRACTION = (0.25, 0.70)  # crop side, as a fraction of the photo's short side
 _SPLITS = ("train", "val")
+log = logging.getLogger(__name__)
 
 
 def photo_path(name: str) -> Path:
@@ -156,12 +159,24 @@ def write_embedded_image_folder(
             expected="a missing or empty directory, or one holding our manifest.json",
         )
     root.parent.mkdir(parents=True, exist_ok=True)
+    n_images = (train_per_class + val_per_class) * len(EMBEDDED_PHOTOS)
+    log.info(
+        "writing the embedded photo set once: %d crops of %d px (%d train, %d val per photo) "
+        "into %s",
+        n_images,
+        image_size,
+        train_per_class,
+        val_per_class,
+        root,
+    )
+    started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         _build(staging, parameters, {"train": train_per_class, "val": val_per_class})
         _swap_into_place(staging, root, parameters)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    log.info("embedded photo set written in %.1f s: %s", time.perf_counter() - started, root)
     return root
 
 

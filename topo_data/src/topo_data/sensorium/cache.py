@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,6 +39,7 @@ CHUNK_TRIALS = (
     64  # trials transformed at once: bounds the float64 working set (~75 MB at 4×144×256)
 )
 _INFO = "info.json"
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir(session: SensoriumSession) -> Path:
@@ -138,6 +140,13 @@ def build_tier_cache(
     ids = session.tier_trials(tier)
     n_trials = ids.size
     out_shape = pipeline.output_shape(session.image_shape)
+    log.info(
+        "caching the %s tier once: %d trials, images %s → %s",
+        tier,
+        n_trials,
+        "×".join(map(str, out_shape)),
+        folder,
+    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -6,12 +6,15 @@ as many rounds as the longest session has batches; shorter sessions start a fres
 pass when they run out. Every batch is a pure function of (seed, epoch, session, cycle), so a
 resumed run sees exactly the batches of an uninterrupted one. With no ``paths`` a simulated
 mouse (``simulate``) is written once under ``root`` — the default runs with no download.
+What takes time on a first run (simulating, caching each tier) is logged at INFO.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from topo_data.sensorium.loaders import static_loaders
 from topo_data.sensorium.simulate import simulate
 
 TIERS = ("train", "validation", "test")
+log = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
@@ -37,7 +41,11 @@ def _plain(value: Any) -> Any:
 
 
 def simulated_session(root: Path, simulation: Mapping[str, Any], seed: int) -> Path:
-    """The simulated session for these settings under ``root`` (written on first use)."""
+    """The simulated session for these settings under ``root`` (written on first use).
+
+    Written as an unpacked folder (``zip=False`` unless ``simulation`` says otherwise): a zip
+    would only be unpacked beside itself, doubling the disk used for the same files.
+    """
     settings = {"seed": int(seed), **_plain(simulation)}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     folder = Path(root) / f"sim-{digest}"
@@ -45,11 +53,29 @@ def simulated_session(root: Path, simulation: Mapping[str, Any], seed: int) -> P
     if done.is_file():
         return Path(json.loads(done.read_text())["path"])
     folder.mkdir(parents=True, exist_ok=True)
-    path = simulate(folder, **settings)
+    log.info(
+        "no data.paths: simulating a Sensorium mouse into %s (once; runs with the same "
+        "data.simulation and seed reuse it)",
+        folder,
+    )
+    started = time.perf_counter()
+    path = simulate(folder, **{"zip": False, **settings})
     tmp = done.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"path": str(path), "settings": settings}))
     tmp.replace(done)  # the marker appears only once the session is complete
+    log.info(
+        "simulated mouse written in %.0f s: %s (%s)",
+        time.perf_counter() - started,
+        path,
+        _disk_size(folder),
+    )
     return Path(path)
+
+
+def _disk_size(folder: Path) -> str:
+    """Bytes of every file under ``folder``, in MB."""
+    total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return f"{total / 1e6:.0f} MB"
 
 
 class SensoriumData:

@@ -17,6 +17,7 @@ naming the file and field of anything wrong.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -45,6 +46,7 @@ NEURON_KEYS: tuple[str, ...] = (
 )
 STATS_SOURCE = "all"
 GRAY_SUFFIX = "-GrayImageNet-94c6ff995dac583098847cfecd43e7b6"
+log = logging.getLogger(__name__)
 
 
 def default_cache_root() -> Path:
@@ -204,6 +206,7 @@ def unpack_session_zip(file: Path, cache_root: Path | None = None) -> Path:
         parent = file.parent if is_writable(file.parent) else root
         parent.mkdir(parents=True, exist_ok=True)
         target = parent / top
+        log.info("unpacking %s once into %s (%d files)", file, target, len(archive.infolist()))
         tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=parent))
         try:
             for member in archive.infolist():

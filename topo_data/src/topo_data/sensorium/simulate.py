@@ -37,6 +37,7 @@ The response model (filters, drives, rates and the pixel/grid conversions) lives
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -95,6 +96,7 @@ RETINOTOPY_QUADRATIC = np.array([[0.06, 0.0, -0.04], [0.0, 0.05, 0.0]])  # colum
 # pupil displacement at 144 x 256 (rows scale with the image height and width).
 PUPIL_TO_SHIFT_PX_AT_DEFAULT = np.array([[1.0, 0.2], [0.15, 0.7]])
 DEFAULT_IMAGE_SIZE = (144, 256)
+log = logging.getLogger(__name__)
 _BEHAVIOR_WEIGHT_MEAN = np.array([0.15, 0.03, 0.20])  # log-gain per std of each behaviour
 _BEHAVIOR_WEIGHT_STD = np.array([0.05, 0.02, 0.07])
 
@@ -257,7 +259,9 @@ def simulate(
         zip: write the zip (True) or only the folder.
 
     Trials are stored in a shuffled order (``trial_idx`` holds the chronological position, along
-    which behaviour and eye position drift); images are float32 gray levels 0..255, (1, H, W).
+    which behaviour and eye position drift); images are whole gray levels 0..255, (1, H, W),
+    stored as uint8 (the readers cast them to float64 before normalising, so the numbers a
+    model sees are those of float32 files, at a quarter of the disk).
     """
     counts = {
         "train": _check_int(n_train, "n_train", 0),
@@ -274,6 +278,15 @@ def simulate(
     size = tuple(_check_int(s, "image_size", 16) for s in image_size)
     if stimulus not in STIMULI:
         raise TopoDataError("unknown stimulus", field="stimulus", expected=STIMULI, found=stimulus)
+    tiers, image_of_slot = _tier_slots(counts, repeats)
+    log.info(
+        "simulating %d neurons, %d trials of %d×%d %s (%.0f MB of images)",
+        n_neurons,
+        len(tiers),
+        *size,
+        stimulus,
+        len(tiers) * size[0] * size[1] / 1e6,
+    )
     rng_neurons, rng_images, rng_trials, rng_behavior, rng_noise = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
@@ -284,7 +297,6 @@ def simulate(
     images = make(rng_images, n_images, size)
     image_ids = rng_trials.choice(np.arange(1, 20 * n_images + 1), n_images, replace=False)
 
-    tiers, image_of_slot = _tier_slots(counts, repeats)
     order = rng_trials.permutation(len(tiers))  # file index i holds slot order[i]
     tiers, image_of_file = tiers[order], image_of_slot[order]
     trial_idx = rng_trials.permutation(len(tiers))  # chronological position of file i
@@ -323,7 +335,7 @@ def simulate(
     }
     written = write_static_session(
         path,
-        trial_images,
+        trial_images.astype(np.uint8),  # whole gray levels 0..255: a quarter of float32's bytes
         responses,
         behavior.astype(np.float32),
         pupil.astype(np.float32),

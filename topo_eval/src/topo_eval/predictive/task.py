@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from topo_eval.data_loading import build_data_module, with_training_data
@@ -44,10 +45,17 @@ def predictive_loaders(
     return found
 
 
+HEADLINE = ("correlation", "correlation_to_average", "feve")  # sessions.csv's pooled row
+
+
 def predictive_task(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:
     """``python -m topo_eval task=predictive``: ``run_predictive`` on the data the model was
-    trained on (from the checkpoint) unless ``data`` is given; (sessions.csv, no metrics)."""
-    return run_predictive(with_training_data(cfg), output_dir), {}
+    trained on (from the checkpoint) unless ``data`` is given; (sessions.csv, the pooled
+    scores of the tier as ``<tier>/correlation``, ``…/correlation_to_average``, ``…/feve``)."""
+    path = run_predictive(with_training_data(cfg), output_dir)
+    pooled = pd.read_csv(path).iloc[-1]
+    tier = cfg.get("tier", "test")
+    return path, {f"{tier}/{name}": float(pooled[name]) for name in HEADLINE}
 
 
 def run_predictive(cfg: DictConfig, output_dir: Path) -> Path:

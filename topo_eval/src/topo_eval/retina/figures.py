@@ -1,4 +1,5 @@
-"""Figures of a retina model: how each stage answers an impulse or a step, spikes, ON/OFF maps.
+"""Figures of a retina model: how each stage answers an impulse or a step, spikes, ON/OFF maps,
+and what a ``task=retina_run`` run made (built from its chunk files, in bounded memory).
 
 ``stage_responses`` runs a fresh copy of the retina (the caller's state is untouched) on a
 centred spot and returns every stage's trace at the spot's centre; the figures draw what it
@@ -8,6 +9,7 @@ returns, so what is plotted is what the tests check.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import matplotlib
 
@@ -16,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from topo_data.retina.video import VideoSource  # noqa: E402
+from topo_eval.retina.runner import CHECKPOINT_FILE  # noqa: E402
 from topo_models import TopoError  # noqa: E402
 
 STIMULI = ("impulse", "step")
@@ -113,5 +117,135 @@ def plot_on_off_maps(outputs: dict[str, torch.Tensor], steps_per_second: float) 
         image = axis.imshow(values, cmap="magma", vmin=0.0, vmax=top)
         axis.set_title(key, fontsize=9)
         figure.colorbar(image, ax=axis, label="mean rate (Hz)", fraction=0.046)
+    figure.tight_layout()
+    return figure
+
+
+def run_output_traces(
+    output_dir: str | Path,
+    source: VideoSource,
+    steps_per_second: float,
+    cells: int = 40,
+    max_bins: int = 600,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Binned rates of a sample of cells, the population rate and the input's luminance of a
+    ``RetinaRunner`` run, read back one chunk file (and one chunk of the movie) at a time, so
+    memory stays flat in the movie's length.
+
+    Cells are ``cells`` pixel positions of the first movie and channel, drawn without
+    replacement with ``seed``; the same positions are read from every output (ON, OFF). Frames
+    are pooled into at most ``max_bins`` equal time bins (one frame per bin for short movies:
+    a spiking output is then its raster). Rates are in Hz: spikes per step × steps per second,
+    or the ganglion current (Hz) itself.
+
+    Returns:
+        ``time_s`` (bins,) bin starts; ``bin_s``; ``cells`` (k, 2) (row, column) of the
+        sampled cells; ``rates`` {output: (k, bins)}; ``population`` {output: (bins,)} mean
+        over every cell; ``luminance`` (bins,) mean over the frame and ``luminance_range``
+        (2, bins) its min and max; ``spikes``; ``frames``; ``grid`` (height, width).
+    """
+    output_dir = Path(output_dir)
+    checkpoint = torch.load(output_dir / CHECKPOINT_FILE, weights_only=True)
+    frames, chunks = int(checkpoint["frames_done"]), int(checkpoint["chunks_done"])
+    if frames == 0:
+        raise TopoError("the run has no frames yet", file=output_dir, field="frames_done")
+    n_bins = min(frames, max_bins)
+    rates: dict[str, np.ndarray] = {}  # output -> (bins, k)
+    population: dict[str, np.ndarray] = {}
+    frames_per_bin = np.zeros(n_bins)
+    picked, start = None, 0
+    for index in range(chunks):
+        with np.load(output_dir / f"chunk_{index:06d}.npz") as data:
+            arrays = {name: data[name][0, 0] for name in sorted(data.files)}  # (t, H, W)
+        length, height, width = next(iter(arrays.values())).shape
+        bins = np.arange(start, start + length) * n_bins // frames
+        if picked is None:
+            rng = np.random.default_rng(seed)
+            picked = np.sort(rng.choice(height * width, min(cells, height * width), False))
+            spikes = next(iter(arrays.values())).dtype == bool
+        for name, values in arrays.items():
+            flat = values.reshape(length, -1).astype(np.float64)
+            np.add.at(
+                rates.setdefault(name, np.zeros((n_bins, len(picked)))), bins, flat[:, picked]
+            )
+            np.add.at(population.setdefault(name, np.zeros(n_bins)), bins, flat.mean(axis=1))
+        np.add.at(frames_per_bin, bins, np.ones(length))
+        start += length
+    luminance, low, high = np.zeros(n_bins), np.full(n_bins, np.inf), np.full(n_bins, -np.inf)
+    start = 0
+    for video in source.chunks(min(frames, 1000)):
+        frame = video[0].transpose(0, 1).flatten(1).double().numpy()[: frames - start]
+        bins = np.arange(start, start + len(frame)) * n_bins // frames
+        np.add.at(luminance, bins, frame.mean(axis=1))
+        np.minimum.at(low, bins, frame.min(axis=1))
+        np.maximum.at(high, bins, frame.max(axis=1))
+        start += len(frame)
+        if start >= frames:
+            break
+    scale = steps_per_second if spikes else 1.0
+    return {
+        "time_s": np.arange(n_bins) * frames / n_bins / steps_per_second,
+        "bin_s": frames / n_bins / steps_per_second,
+        "cells": np.column_stack(np.divmod(picked, width)),
+        "rates": {k: (v / frames_per_bin[:, None] * scale).T for k, v in rates.items()},
+        "population": {k: v / frames_per_bin * scale for k, v in population.items()},
+        "luminance": luminance / frames_per_bin,
+        "luminance_range": np.stack([low, high]),
+        "spikes": spikes,
+        "frames": frames,
+        "grid": (height, width),
+    }
+
+
+def plot_run_output(traces: dict[str, object], steps_per_second: float) -> plt.Figure:
+    """What a run made, against time: each output's sampled cells (a raster when a bin is one
+    spiking frame, else their rates), the population rate, and the input's luminance."""
+    names = sorted(traces["rates"], key=lambda name: (not name.endswith("_ON"), name))
+    time_s, bin_s = traces["time_s"], traces["bin_s"]
+    end = time_s[-1] + bin_s
+    raster = traces["spikes"] and bin_s * steps_per_second == 1
+    figure, axes = plt.subplots(
+        len(names) + 2,
+        1,
+        figsize=(9, 1.9 * len(names) + 4.2),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2] * len(names) + [1.2, 1.2]},
+    )
+    for axis, name in zip(axes, names, strict=False):
+        rates = traces["rates"][name]
+        image = axis.imshow(
+            rates,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(0.0, end, len(rates) - 0.5, -0.5),
+            cmap="Greys" if raster else "magma",
+            vmin=0.0 if traces["spikes"] else None,
+        )
+        axis.set_ylabel("cell", fontsize=8)
+        axis.set_title(
+            f"{name}: {'spikes' if raster else 'rate'} of {len(rates)} sampled cells",
+            fontsize=9,
+        )
+        figure.colorbar(image, cax=axis.inset_axes((1.01, 0.0, 0.015, 1.0)), label="Hz")
+    rate_axis, light_axis = axes[-2], axes[-1]
+    for name in names:
+        rate_axis.plot(time_s + bin_s / 2, traces["population"][name], lw=1.0, label=name)
+    rate_axis.set_ylabel("mean of all\ncells (Hz)", fontsize=8)
+    rate_axis.legend(fontsize=7, loc="upper right")
+    low, high = traces["luminance_range"]
+    middle = time_s + bin_s / 2
+    light_axis.fill_between(middle, low, high, color="0.85", step="mid", label="min–max in a bin")
+    light_axis.plot(middle, traces["luminance"], color="black", lw=1.0, label="frame mean")
+    light_axis.set_ylabel("input\nluminance", fontsize=8)
+    light_axis.set_xlabel("time (s)")
+    light_axis.legend(fontsize=7, loc="upper right")
+    height, width = traces["grid"]
+    figure.suptitle(
+        f"{traces['frames']} frames ({traces['frames'] / steps_per_second:.3g} s), "
+        f"{len(traces['cells'])} of {height}×{width} cells of movie 0 sampled, "
+        f"bins of {bin_s * 1000:.3g} ms",
+        fontsize=10,
+    )
     figure.tight_layout()
     return figure

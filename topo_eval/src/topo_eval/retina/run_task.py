@@ -1,5 +1,6 @@
 """``python -m topo_eval task=retina_run``: a retina and a movie from the config, run by
-``RetinaRunner`` into ``output_dir`` (resumable), with a summary for MLflow."""
+``RetinaRunner`` into ``output_dir`` (resumable), with a summary for MLflow and a figure of the
+output (``figures/output.png``) drawn from the chunk files afterwards."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from topo_data.retina.video import STIMULI, VideoSource, open_video, stimulus_source
+from topo_eval.figure_files import write_figure
+from topo_eval.retina.figures import plot_run_output, run_output_traces
 from topo_eval.retina.runner import RUN_FILE, SUMMARY_FILE, RetinaRunner
 from topo_models.errors import TopoError
 from topo_models.retina import Resolution, Retina
 
 log = logging.getLogger("topo_eval")
+OUTPUT_FIGURE = "figures/output.png"  # in output_dir: sampled cells' rates, input luminance
 
 
 def retina_from_config(settings: Mapping[str, object]) -> Retina:
@@ -77,6 +81,12 @@ def run_retina_task(cfg: object, output_dir: Path) -> tuple[Path, dict[str, floa
         output_dir,
         {k: round(v, 3) for k, v in summary.mean_rates_hz.items()},
     )
+    if summary.frames:
+        # From the chunk files, after the run: nothing of the outputs is kept while it runs.
+        steps = retina.resolution.steps_per_second
+        traces = run_output_traces(output_dir, source, steps, seed=int(settings["seed"]))
+        write_figure(plot_run_output(traces, steps), output_dir / OUTPUT_FIGURE)
+        log.info("figure of %d sampled cells → %s", len(traces["cells"]), OUTPUT_FIGURE)
     metrics = {"frames": float(summary.frames)}
     metrics.update({f"{name}_mean_hz": v for name, v in summary.mean_rates_hz.items()})
     return output_dir / SUMMARY_FILE, metrics

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from topo_models import TopoError  # noqa: E402
+from topo_models.positions.sheet_map import CLIP_PERCENTILES, UNITS_PER_KERNEL, sheet_map  # noqa: E402
 
 
 @torch.no_grad()
@@ -61,33 +62,44 @@ def registered_responses(
     return pd.concat(tables, ignore_index=True)
 
 
-def plot_layer(table: pd.DataFrame, layer: str) -> plt.Figure:
-    """One layer's responses on the sheet, left: every unit, right: mean per hexagonal bin.
+def plot_layer(table: pd.DataFrame, layer: str, image_name: str | None = None) -> plt.Figure:
+    """One layer's responses on the sheet, left: every unit, right: the local mean
+    (:func:`sheet_map`); each panel's colour scale clipped to its own percentiles.
 
     y grows downwards, as the image rows it follows (x follows columns).
     """
     rows = table[table.layer == layer].sort_values("response")
-    figure, (axis, binned) = plt.subplots(1, 2, figsize=(10, 4.4))
-    dots = axis.scatter(rows.x_mm, rows.y_mm, c=rows.response, s=3, cmap="viridis", linewidths=0)
-    means = binned.hexbin(
-        rows.x_mm,
-        rows.y_mm,
-        C=rows.response,
-        reduce_C_function=np.mean,
-        gridsize=24,
+    coords = rows[["x_mm", "y_mm"]].to_numpy(dtype=np.float64)
+    response = rows.response.to_numpy(dtype=np.float64)
+    values, extent, sigma = sheet_map(coords, response)
+    low, high = CLIP_PERCENTILES
+    figure, (axis, smoothed) = plt.subplots(1, 2, figsize=(10.5, 4.8))
+    vmin, vmax = np.percentile(response, [low, high])
+    dots = axis.scatter(
+        coords[:, 0],
+        coords[:, 1],
+        c=response,
+        s=3,
         cmap="viridis",
+        vmin=vmin,
+        vmax=vmax,
         linewidths=0,
     )
-    binned.set_aspect("equal")
-    binned.invert_yaxis()
-    binned.set_xlabel("x (mm)")
-    binned.set_title("mean per bin")
-    figure.colorbar(means, ax=binned, label="mean response")
+    vmin, vmax = np.nanpercentile(values, [low, high])
+    means = smoothed.imshow(values, extent=extent, cmap="viridis", vmin=vmin, vmax=vmax)
     axis.set_aspect("equal")
     axis.invert_yaxis()
     axis.set_xlabel("x (mm)")
     axis.set_ylabel("y (mm)")
-    axis.set_title(f"{layer}: every unit on the cortical sheet")
-    figure.colorbar(dots, ax=axis, label="response")
+    axis.set_title(f"every unit ({len(rows):,}; highest on top)", fontsize=10)
+    smoothed.set_xlabel("x (mm)")
+    smoothed.set_title(
+        f"local mean over σ = {sigma:.2f} mm (~{UNITS_PER_KERNEL:.0f} units)", fontsize=10
+    )
+    scale = f"{low:g}–{high:g} percentile"
+    figure.colorbar(dots, ax=axis, extend="both", label=f"response ({scale})")
+    figure.colorbar(means, ax=smoothed, extend="both", label=f"local mean response ({scale})")
+    shown = f" to {image_name}" if image_name else " to one image"
+    figure.suptitle(f"{layer}: responses{shown} on the cortical sheet")
     figure.tight_layout()
     return figure

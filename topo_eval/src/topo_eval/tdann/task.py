@@ -44,7 +44,8 @@ def run_responses(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, fl
     csv_path = output_dir / "responses.csv"
     atomic_write_bytes(table.to_csv(index=False).encode(), csv_path)
     for layer in table.layer.unique():
-        write_figure(plot_layer(table, layer), output_dir / "figures" / f"{layer}.png")
+        figure = plot_layer(table, layer, image_file.name)
+        write_figure(figure, output_dir / "figures" / f"{layer}.png")
     log.info(
         "responses of %d units in %d layers → %s", len(table), table.layer.nunique(), output_dir
     )

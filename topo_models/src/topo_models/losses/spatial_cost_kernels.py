@@ -42,14 +42,12 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _squared_norms(difference: torch.Tensor, offset: torch.Tensor | float) -> torch.Tensor:
-    """Σ_c difference[c]² + offset over the leading (coordinate) dimension: one multiply-add per
-    coordinate plane, about twice as fast as ``square().sum(0)`` on a CPU."""
-    total = torch.addcmul(
-        torch.as_tensor(offset, dtype=difference.dtype), difference[0], difference[0]
-    )
+    """Σ_c difference[c]² + offset over the leading (coordinate) dimension: a multiply-add per
+    coordinate plane, about twice as fast on a CPU as ``square().sum(0)``."""
+    total = difference[0] * difference[0]
     for plane in difference[1:]:
         total.addcmul_(plane, plane)
-    return total
+    return total.add_(offset)
 
 
 def _block_indices(offset: int, size: int, block: int, tile: int, pad: int) -> torch.Tensor:

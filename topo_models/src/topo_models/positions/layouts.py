@@ -13,7 +13,9 @@ size), which keeps roughly TDANN's number of units per window.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -26,6 +28,8 @@ from topo_models.positions.layer_positions import LayerPositions
 from topo_models.positions.neighborhoods import precompute_neighborhoods
 from topo_models.positions.network_positions import NetworkPositions
 from topo_models.positions.sheets import SheetScale, get_scale
+
+log = logging.getLogger(__name__)
 
 
 def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
@@ -169,6 +173,15 @@ class _Layout(ABC):
                 found=type(areas).__name__,
             )
         zoom = self.reference_input_size / min(_input_hw(input_size))
+        log.info(
+            "building positions and neighbourhoods of %d layers (%s, %d windows per layer, "
+            "seed %d)",
+            len(dims_by_layer),
+            type(self).__name__,
+            self.n_neighborhoods,
+            self.seed,
+        )
+        started = time.perf_counter()
         layers: dict[str, LayerPositions] = {}
         for index, (name, dims) in enumerate(dims_by_layer.items()):
             if name not in areas:
@@ -187,6 +200,16 @@ class _Layout(ABC):
                 coords, width_mm, self.n_neighborhoods, seed=int(rng.integers(2**63 - 1))
             )
             layers[name] = LayerPositions(name, dims, coords, indices, width_mm, self.scale)
+            log.info(
+                "  %s: %d units on a %.1f mm sheet, %d neighbourhoods of %d units in %.2f mm "
+                "windows",
+                name,
+                len(coords),
+                sheet_mm,
+                *indices.shape,
+                width_mm,
+            )
+        log.info("positions built in %.1f s", time.perf_counter() - started)
         return NetworkPositions(layers, scale=self.scale)
 
 

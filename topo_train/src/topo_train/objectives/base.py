@@ -12,12 +12,14 @@ from torch import nn
 
 from topo_train.batches import to_device
 from topo_train.contracts import DataModule
+from topo_train.run_names import override
 
 
 class BaseObjective(nn.Module):
     """An :class:`topo_train.contracts.Objective` with the common defaults: nothing required
     of the model or data, no model check, validation = the mean of each step metric over the
-    validation batches, no test tier, nothing to do at the end of a run."""
+    validation batches, no test tier, nothing to do at the end of a run, and the responses on
+    the sheet as the next command when the run has positions."""
 
     requires: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     test_tier: str | None = None
@@ -52,3 +54,15 @@ class BaseObjective(nn.Module):
 
     def finish(self, model: nn.Module, data: DataModule, run_dir: Path, tracker: Any) -> None:
         """Nothing beyond ``model.pt`` unless a family says otherwise."""
+
+    def evaluation_command(self, run_dir: Path) -> str | None:
+        """``topo_eval``'s responses on the sheet when the run has positions (else None)."""
+        if not (run_dir / "positions").is_dir():
+            return None
+        return " ".join(
+            [
+                "python -m topo_eval",
+                override("checkpoint", run_dir / "model.pt"),
+                override("positions", run_dir / "positions"),
+            ]
+        )

@@ -24,6 +24,7 @@ from topo_models.losses import SpatialCosts
 from topo_models.spatial import multitask_cross_entropy, task_correct_counts
 from topo_train.batches import to_device
 from topo_train.objectives.base import BaseObjective
+from topo_train.run_names import override
 
 NORMS = ("l1", "l2")
 POSITIONS_DIR = "positions"
@@ -158,4 +159,8 @@ class MultiTaskObjective(BaseObjective):
         if model.dim != 2:
             return
         model.sheet_positions().save(run_dir / POSITIONS_DIR)
-        tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
+        tracker.log_positions(run_dir / POSITIONS_DIR)
+
+    def evaluation_command(self, run_dir: Path) -> str | None:
+        """``topo_eval task=multitask``: record, split and score the trained network."""
+        return f"python -m topo_eval task=multitask {override('checkpoint', run_dir / 'model.pt')}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 from topo_models import TopoError
 from topo_train.batches import to_device
 from topo_train.objectives.base import BaseObjective
+from topo_train.run_names import override
 
 POISSON_EPS = 1e-12  # neuralpredictors 0.3.0's PoissonLoss
 
@@ -126,13 +128,22 @@ class PoissonObjective(BaseObjective):
                 expected="{data_key: StaticBatch}",
                 found=type(batch).__name__,
             )
-        total = poisson = regularizer = 0.0
+        total = poisson = regularizer = unscaled = 0.0
+        values = 0
         for data_key, session_batch in batch.items():
             loss, p, r = self.session_loss(model, data_key, session_batch)
             total, poisson, regularizer = total + loss, poisson + p, regularizer + r
+            # undo the √(N/B) factor and any averaging: the plain sum over neurons and trials
+            count = session_batch.responses.numel()
+            scale = math.sqrt(self.trials_in_file[data_key] / session_batch.responses.shape[0])
+            unscaled = unscaled + p / (scale if self.scale_loss else 1.0) * (
+                count if self.avg_loss else 1
+            )
+            values += count
         metrics = {
             "loss/total": total.detach(),
             "loss/poisson": poisson,
+            "loss/poisson_per_neuron_trial": unscaled / max(values, 1),
             "loss/regularizer": regularizer,
         }
         return total, metrics
@@ -141,7 +152,9 @@ class PoissonObjective(BaseObjective):
     def evaluate(
         self, model: nn.Module, data: Any, device: torch.device, tier: str = "validation"
     ) -> dict[str, float]:
-        """Pooled single-trial correlation and the Poisson loss per trial over ``tier``.
+        """Pooled single-trial correlation and the Poisson loss over ``tier``: summed over
+        neurons and averaged over trials (``poisson_per_trial``), and averaged over both
+        (``poisson_per_neuron_trial``).
 
         Keys: ``val/…`` for the validation tier, ``<tier>/…`` otherwise; per-session
         correlations too (``val/correlation/<data_key>``).
@@ -150,7 +163,7 @@ class PoissonObjective(BaseObjective):
         was_training = model.training
         model.eval()
         per_neuron, metrics = [], {}
-        poisson, trials = 0.0, 0
+        poisson, trials, values = 0.0, 0, 0
         for data_key, loader in data.loaders(tier).items():
             targets, predictions = [], []
             for batch in loader:
@@ -163,6 +176,7 @@ class PoissonObjective(BaseObjective):
             y, p = torch.cat(targets), torch.cat(predictions)
             poisson += float(poisson_loss(p, y, self.eps))
             trials += y.shape[0]
+            values += y.numel()
             correlations = neuron_correlations(y, p)
             per_neuron.append(correlations)
             metrics[f"{prefix}/correlation/{data_key}"] = float(correlations.mean())
@@ -171,4 +185,9 @@ class PoissonObjective(BaseObjective):
             return {}
         metrics[f"{prefix}/correlation"] = float(torch.cat(per_neuron).mean())
         metrics[f"{prefix}/poisson_per_trial"] = poisson / trials
+        metrics[f"{prefix}/poisson_per_neuron_trial"] = poisson / values
         return metrics
+
+    def evaluation_command(self, run_dir: Path) -> str | None:
+        """``topo_eval task=predictive``: correlations and submission files of the test tiers."""
+        return f"python -m topo_eval task=predictive {override('checkpoint', run_dir / 'model.pt')}"

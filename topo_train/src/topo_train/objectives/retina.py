@@ -16,6 +16,7 @@ kernel with its planted one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from topo_models.retina.fit_metrics import (
 )
 from topo_train.batches import to_device
 from topo_train.objectives.base import BaseObjective
+from topo_train.run_names import override
 
 
 class RetinaPoissonObjective(BaseObjective):
@@ -102,3 +104,7 @@ class RetinaPoissonObjective(BaseObjective):
                 kernel_correlations(kernel().cpu(), truth["true_kernels"]).mean()
             )
         return metrics
+
+    def evaluation_command(self, run_dir: Path) -> str | None:
+        """``topo_eval task=retina_fit``: per-cell fit quality and the fitted kernels."""
+        return f"python -m topo_eval task=retina_fit {override('checkpoint', run_dir / 'model.pt')}"

@@ -15,16 +15,19 @@ from torch import nn  # noqa: E402
 
 from topo_data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from topo_models.atomic import atomic_write_bytes  # noqa: E402
+from topo_models.positions.sheet_map import CLIP_PERCENTILES, UNITS_PER_KERNEL, sheet_map  # noqa: E402
 
 
 @torch.no_grad()
 def save_sheet_figure(
     model: nn.Module, positions, image: torch.Tensor, layers: list[str], path: Path
 ) -> Path:
-    """Each layer's responses on its sheet: mean response of the units in each hexagonal bin.
+    """Each layer's responses to one image on its sheet, as a smoothed map (:func:`sheet_map`).
 
-    Thousands of units share each hypercolumn, so a plain scatter hides the map; binning shows
-    it. y grows downwards, as the image rows it follows.
+    Thousands of units share each hypercolumn, so a plain scatter hides the map; a local mean
+    over about ``UNITS_PER_KERNEL`` units shows it. Each panel has its own colour scale, clipped
+    to percentiles; the titles say what is drawn. y grows downwards, as the image rows it
+    follows.
 
     Args:
         model: a trunk returning ``(output, features)``.
@@ -38,30 +41,34 @@ def save_sheet_figure(
     device = next(model.parameters()).device
     _, features = model(image[None].to(device))
     model.train(was_training)
-    figure, axes = plt.subplots(1, len(layers) + 1, figsize=(4.2 * (len(layers) + 1), 4))
+    figure, axes = plt.subplots(1, len(layers) + 1, figsize=(4.6 * (len(layers) + 1), 4.6))
     shown = image.cpu() * torch.tensor(IMAGENET_STD)[:, None, None]
     shown = shown + torch.tensor(IMAGENET_MEAN)[:, None, None]
     axes[0].imshow(shown.permute(1, 2, 0).clamp(0, 1).numpy())
-    axes[0].set_title("input")
+    axes[0].set_title(f"input image ({image.shape[-2]}×{image.shape[-1]} px)", fontsize=10)
     axes[0].axis("off")
+    low, high = CLIP_PERCENTILES
     for axis, layer in zip(axes[1:], layers, strict=True):
         response = features[layer][0].flatten().float().cpu().numpy()
-        coords = np.asarray(positions[layer].coordinates)
-        bins = axis.hexbin(
-            coords[:, 0],
-            coords[:, 1],
-            C=response,
-            reduce_C_function=np.mean,
-            gridsize=24,
-            cmap="viridis",
-            linewidths=0,
+        values, extent, sigma = sheet_map(np.asarray(positions[layer].coordinates), response)
+        vmin, vmax = np.nanpercentile(values, [low, high])
+        drawn = axis.imshow(values, extent=extent, cmap="viridis", vmin=vmin, vmax=vmax)
+        axis.set_title(
+            f"{layer}: {len(response):,} units\nlocal mean over σ = {sigma:.2f} mm "
+            f"(~{UNITS_PER_KERNEL:.0f} units)",
+            fontsize=10,
         )
-        axis.set_aspect("equal")
-        axis.invert_yaxis()
-        axis.set_title(f"{layer}: response on the sheet")
         axis.set_xlabel("x (mm)")
         axis.set_ylabel("y (mm)")
-        figure.colorbar(bins, ax=axis, fraction=0.046, pad=0.04, label="mean response")
+        figure.colorbar(
+            drawn,
+            ax=axis,
+            fraction=0.046,
+            pad=0.04,
+            extend="both",
+            label=f"response ({low:g}–{high:g} percentile of this layer)",
+        )
+    figure.suptitle("responses to one image on the cortical sheet")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

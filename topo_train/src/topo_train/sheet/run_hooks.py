@@ -3,7 +3,8 @@
 Before training, the positions come from ``run_dir/positions`` (a resumed run keeps its sheet),
 else ``positions_dir`` (a positions stage's output or TDANN's released files), else the
 configured layout; they go to the objective as ``positions``. After training, a figure of the
-responses on the sheet is written and the positions are logged.
+responses on the sheet is written and the positions are logged (their files once per distinct
+set in the MLflow store, see ``MLflowTracker.log_positions``).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class SheetRunHooks:
             path = run_dir / FIGURE
             save_sheet_figure(model, self.positions, data.sample_images(1)[0], layers, path)
             tracker.log_artifact(path, "figures")
-        tracker.log_artifact(run_dir / POSITIONS_DIR, "positions")
+        tracker.log_positions(run_dir / POSITIONS_DIR)  # once per distinct set in the store
 
 
 def _holds_every_layer(directory: Path, dims: dict[str, tuple[int, ...]]) -> bool:
