@@ -27,6 +27,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from topo_train.train import with_objective_requirements
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 sys.path.insert(0, str(ROOT))
@@ -47,7 +49,7 @@ def prepare_data(overrides: list[str], cache: Path) -> None:
     os.environ["TOPO_CACHE_DIR"] = str(cache)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    instantiate(cfg.data)
+    instantiate(with_objective_requirements(cfg).data)
 
 
 def parse_args() -> argparse.Namespace:

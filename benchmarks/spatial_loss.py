@@ -59,8 +59,10 @@ def step_share(objective: str, losses: dict[int, SpatialCorrelationLoss], rounds
 
     The loss alone is its forward and backward on the step's features (leaves whose ``.grad``
     already holds a gradient, so the dense gradient of the gather is written, filled and added
-    as in a step), timed after each pair of steps: the difference of two ~2 s steps scatters by
-    a few % on a shared VM, the loss's own time much less.
+    as in a step), timed after each pair of steps, in CPU and in wall time: the difference of
+    two ~2 s steps scatters by a few % on a shared VM, the loss's own time much less. (Its small
+    kernels keep both threads spinning at their barriers, so its CPU share exceeds its share of
+    the wall time, the more so when other jobs share the cores.)
     """
     torch.manual_seed(0)
     head = "projector" if objective == "simclr" else "classifier"
@@ -75,8 +77,12 @@ def step_share(objective: str, losses: dict[int, SpatialCorrelationLoss], rounds
     for leaf in leaves.values():
         leaf.grad = torch.zeros_like(leaf)
 
+    walls: dict[str, list[float]] = {"step": [], "loss": []}
+
     def step(spatial: SpatialCorrelationLoss | None) -> float:
-        start = time.process_time()  # CPU time of all threads: less hit by the VM's neighbours
+        # CPU time of all threads (less hit by the VM's neighbours than wall time); the plain
+        # step's wall time too, for the wall-time share of the loss alone
+        start, wall = time.process_time(), time.perf_counter()
         output, features = model(images)
         if objective == "simclr":
             loss = nt_xent_loss(output[:IMAGES], output[IMAGES:], 0.1)
@@ -87,17 +93,21 @@ def step_share(objective: str, losses: dict[int, SpatialCorrelationLoss], rounds
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if spatial is None:
+            walls["step"].append(time.perf_counter() - wall)
         return time.process_time() - start
 
     def alone(spatial: SpatialCorrelationLoss) -> float:
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         spatial(leaves)[0].backward()
+        walls["loss"].append(time.perf_counter() - wall)
         return time.process_time() - start
 
     plain: list[float] = []
     for k, spatial in losses.items():
         step(spatial), alone(spatial)  # warm-up
         with_loss, differences, own = [], [], []
+        walls["loss"].clear()
         for round_index in range(rounds):
             if round_index % 2 == 0:
                 a, b = step(None), step(spatial)
@@ -113,14 +123,17 @@ def step_share(objective: str, losses: dict[int, SpatialCorrelationLoss], rounds
         share = (min(with_loss) - fastest) / fastest
         paired = statistics.median(differences) / statistics.median(plain)
         own_share = statistics.median(own) / statistics.median(plain)
+        own_wall = statistics.median(walls["loss"]) / statistics.median(walls["step"])
         budget = 2 if k == 1 else 10
         print(
             f"{objective} step ({IMAGES} images, {SIZE} px), spatial loss k={k}: "
             f"{100 * share:.2f} % of the step's CPU time (ratio {1 + share:.3f} vs the same step "
             f"without it, {fastest * 1000:.0f} ms CPU; budget {budget} %; median paired "
-            f"difference {100 * paired:.2f} %; the loss alone {1000 * statistics.median(own):.1f}"
-            f" ms, {100 * own_share:.2f} % of the median step, "
-            f"{statistics.median(plain) * 1000:.0f} ms)"
+            f"difference {100 * paired:.2f} %)\n  the loss alone: {100 * own_share:.2f} % of the "
+            f"median step's CPU time ({1000 * statistics.median(own):.1f} of "
+            f"{statistics.median(plain) * 1000:.0f} ms), {100 * own_wall:.2f} % of its wall time "
+            f"({1000 * statistics.median(walls['loss']):.1f} of "
+            f"{1000 * statistics.median(walls['step']):.0f} ms); budget {budget} %"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core: one thread each, children too
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def tiny_overrides(tmp_path: Path, run: str = "run") -> list[str]:

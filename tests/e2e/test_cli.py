@@ -85,6 +85,8 @@ def test_ctrl_c_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, i
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # pytest-xdist workers ignore SIGINT and children inherit that; a shell's child hears it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     checkpoint = tmp_path / "run" / "last.pt"
     deadline = time.time() + 300
