@@ -1,8 +1,8 @@
 """Fused forward and closed-form backward of the spatial costs, for many layers per call.
 
 Why: written as plain autograd, proximity + transport over the five layers of the default
-SpatialMLP take ~200 small kernels and 1.9× a whole training step on a 2-core CPU (fused:
-~0.7×; benchmarks/RESULTS.md). Each function here handles every layer of a cost in one call of
+SpatialMLP take ~200 small kernels and ~2× a whole training step on a 2-core CPU (these: ~0.7×;
+benchmarks/RESULTS.md, 2026-12-06). Each function here handles every layer of a cost in one call of
 ~15 kernels forward and ~15 backward, with the analytic gradients of the two costs
 (r = sqrt(d² + eps) throughout):
 
@@ -16,8 +16,9 @@ SpatialMLP take ~200 small kernels and 1.9× a whole training step on a 2-core C
   the elementwise work runs once over all layers and no weight is gathered.
 
 Differences are exact (p_i - p_j per coordinate, as in the plain definitions), so values and
-gradients have float rounding only; coordinates come first, ``(dim, …)``, so every reduction over
-them adds whole planes. NaN and inf propagate as in the plain definitions, each layer's into its
+gradients have float rounding only (squared distances from augmented dot products lost ~1e-4
+of the gradients to cancellation); coordinates come first, ``(dim, …)``, so every sum over them
+adds whole planes. NaN and inf propagate as in the plain definitions, each layer's into its
 own value. Both functions are ``once_differentiable`` (no double backward) and work in float32 /
 float64 on any device.
 """
