@@ -63,11 +63,7 @@ def run_dirname(overrides: Sequence[str]) -> str:
 def legacy_dirname(overrides: str) -> str:
     """The name topo gave the same overrides before names were paste-safe: Hydra's
     ``override_dirname`` (``a=1,b=2``), hashed when longer than :data:`MAX_DIRNAME`."""
-    if not overrides:
-        return DEFAULT_NAME
-    if len(overrides) <= MAX_DIRNAME:
-        return overrides
-    return f"{overrides[: MAX_DIRNAME - 13]}-{_digest(overrides)}"
+    return _bounded(overrides, overrides, lossy=False) if overrides else DEFAULT_NAME
 
 
 def resolve_dirname(overrides: str, parent: str | None = None) -> str:
