@@ -108,6 +108,37 @@ def test_ctrl_c_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, i
     assert client.get_run(state["mlflow_run_id"]).info.status == "FINISHED"
 
 
+def test_ctrl_c_during_a_sweep_ends_its_parent_run_killed_with_the_job(
+    tmp_path, isolated_tracking
+):
+    """Ctrl-C in a sweep's first job: one line, exit 130, and in MLflow the job and the
+    sweep's parent run both KILLED (not left RUNNING)."""
+    base = [o for o in sweep_overrides(tmp_path) if not o.startswith("trainer.max_steps")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "topo_train", "-m", "loss.alpha=0,0.5", "trainer.max_steps=400"]
+        + [*base, "trainer.checkpoint_every=2"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    sweeps = tmp_path / "runs" / "sweeps"
+    deadline = time.time() + 300
+    while not list(sweeps.rglob("last.pt")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list(sweeps.rglob("last.pt")), "the first job never wrote a checkpoint"
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "interrupted; resume" in output, output[-3000:]
+    client = mlflow.MlflowClient(isolated_tracking)
+    runs = client.search_runs([client.get_experiment_by_name("topo").experiment_id])
+    statuses = {r.data.tags.get("topo.sweep", "job"): r.info.status for r in runs}
+    assert statuses == {"parent": "KILLED", "job": "KILLED"}, statuses
+
+
 def test_two_sweeps_started_together_finish_and_each_reports_only_its_own_failures(
     tmp_path, isolated_tracking
 ):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import ROOT
@@ -98,3 +102,49 @@ def test_dvc_repro_runs_the_committed_params_offline(repository):
     assert (repository / "dvc_runs" / "responses" / "responses.csv").is_file()
     again = run([sys.executable, "-m", "dvc", "repro"], repository)
     assert "didn't change, skipping" in again.stdout or "up to date" in again.stdout
+
+
+def test_ctrl_c_during_dvc_repro_exits_cleanly_and_dvc_repro_resumes_the_run(repository):
+    """Ctrl-C in a terminal reaches dvc and the stage's process alike (one process group): no
+    traceback, a line saying to rerun the same dvc command, and that command then continues the
+    training stage from its checkpoint in the same MLflow run instead of starting over."""
+    params = yaml.safe_load((repository / "params.yaml").read_text())
+    for override in [*TINY, *LAYOUT, "trainer.max_steps=60", "trainer.checkpoint_every=2"]:
+        key, value = override.split("=")
+        section, name = key.split(".")
+        params[section][name] = yaml.safe_load(value)
+    (repository / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TOPO_CACHE_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repository,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        # pytest-xdist workers ignore SIGINT and children inherit that; a shell's child hears it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    checkpoint = repository / "dvc_runs" / "train" / "last.pt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "the train stage never wrote its first checkpoint"
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's foreground job
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode != 0
+    assert "Traceback" not in output, output[-3000:]
+    assert "interrupted; resume with the same dvc command (dvc repro)" in output, output[-3000:]
+    step = torch.load(checkpoint, weights_only=True)["step"]
+    run_id = json.loads((repository / "dvc_runs" / "train" / "mlflow_run.json").read_text())
+    resumed = run([sys.executable, "-m", "dvc", "repro"], repository)
+    assert f"resumed from dvc_runs/train at step {step}" in resumed.stdout + resumed.stderr
+    assert json.loads((repository / "dvc_runs" / "train" / "mlflow_run.json").read_text()) == run_id
+    assert (repository / "dvc_runs" / "responses" / "responses.csv").is_file()

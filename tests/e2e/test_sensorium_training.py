@@ -102,6 +102,7 @@ def test_the_per_neuron_poisson_metric_is_the_plain_sum_over_neurons_and_trials(
     expected = sum(plain_sum(k, b) for k, b in step.items()) / (6 * 7 + 4 * 5)
     assert float(metrics["loss/poisson_per_neuron_trial"]) == pytest.approx(expected, rel=1e-5)
     assert float(metrics["loss/poisson"]) != pytest.approx(expected, rel=1e-2)  # the sum
+    assert metrics[objective.progress_metric] is metrics["loss/poisson_per_neuron_trial"]  # shown
 
     evaluated = objective.evaluate(model, _Tier(tier), torch.device("cpu"))
     total = sum(plain_sum(k, b) for k, batches in tier.items() for b in batches)

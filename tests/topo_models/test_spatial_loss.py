@@ -101,6 +101,36 @@ def test_padding_mask_gives_the_unpadded_values():
         assert got[1].item() == pytest.approx(numpy_reference(b, cb, version), abs=2e-6)
 
 
+def test_batched_gradient_matches_autograd_of_the_plain_formula_with_padding():
+    """The relative loss's hand-written backward against float64 autograd of the plain formula,
+    neighbourhood by neighbourhood: two widths (one padded), weighted differently; padding,
+    dead and constant units get no gradient."""
+    torch.manual_seed(1)
+    widths, weights = (9, 6), (0.7, 1.3)
+    responses = torch.zeros(2, 10, 9, dtype=torch.float64)
+    coords = torch.zeros(2, 9, 2, dtype=torch.float64)
+    valid = torch.zeros(2, 9, dtype=torch.bool)
+    for g, width in enumerate(widths):
+        responses[g, :, :width] = torch.randn(10, width, dtype=torch.float64)
+        coords[g, :width] = torch.rand(width, 2, dtype=torch.float64) * 3
+        valid[g, :width] = True
+    ours = responses.float().requires_grad_(True)
+    values = batched_spatial_correlation_loss(ours, coords.float(), valid)
+    (values * torch.tensor(weights)).sum().backward()
+    for g, (width, weight) in enumerate(zip(widths, weights)):
+        plain = responses[g, :, :width].clone().requires_grad_(True)
+        (weight * plain_torch_loss(plain, coords[g, :width])).backward()
+        torch.testing.assert_close(
+            ours.grad[g, :, :width].double(), plain.grad, rtol=1e-3, atol=1e-6
+        )
+    assert not ours.grad[1, :, 6:].any()  # padding
+    dead = torch.randn(10, 5)
+    dead[:, 0], dead[:, 1] = 0.0, 0.5  # a dead and a constant unit
+    dead.requires_grad_(True)
+    spatial_correlation_loss(dead, torch.rand(5, 2)).backward()
+    assert not dead.grad[:, :2].any() and dead.grad[:, 2:].abs().sum() > 0
+
+
 def test_all_dead_units_give_finite_loss_not_nan():
     got = spatial_correlation_loss(torch.zeros(8, 10), torch.rand(10, 2))
     assert torch.isfinite(got)

@@ -107,6 +107,29 @@ def test_resume_refuses_a_changed_config_and_keeps_the_checkpoint(tmp_path, comp
     assert checkpoint.read_bytes() == original
 
 
+def test_on_config_change_restart_deletes_the_other_run_and_trains_anew(tmp_path, compose_train):
+    """What the DVC stage asks for: changed params start over (the same run as a fresh run_dir
+    gives), unchanged params resume; the run's own Hydra record and logs stay."""
+    overrides = [*tiny_overrides(tmp_path), "tracking=none", "on_config_change=restart"]
+    train(compose_train(overrides))
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / "topo_train.log").write_text("kept")
+    (tmp_path / "run" / "stray.txt").write_text("the other run's file")
+    train(compose_train([*overrides, "loss.alpha=0.5"]))
+    assert not (tmp_path / "run" / "stray.txt").exists()
+    assert (tmp_path / "run" / "topo_train.log").read_text() == "kept"
+    assert (tmp_path / "run" / ".hydra").is_dir()
+    fresh = tmp_path / "fresh"
+    train(compose_train([*overrides, "loss.alpha=0.5", f"run_dir={fresh}"]))
+    assert losses(tmp_path / "run") == losses(fresh)
+    restarted = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    train(compose_train([*overrides, "loss.alpha=0.5"]))  # same config: resumes, changes nothing
+    again = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(restarted[k], again[k]) for k in restarted)
+    with pytest.raises(TopoError, match="on_config_change"):
+        train(compose_train([*overrides[:-1], "on_config_change=sometimes"]))
+
+
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path, compose_train):
     overrides = [*tiny_overrides(tmp_path), "tracking=none"]
     train(compose_train(overrides))

@@ -12,6 +12,7 @@ model: cells.csv, kernels).
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -111,5 +112,18 @@ def main(cfg: DictConfig) -> None:
     log.info("%s", task_summary(cfg, output_dir, table, metrics, run_id))
 
 
+def cli() -> None:
+    """:func:`main`, with Ctrl-C ending in one line instead of a traceback (exit status 130)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(
+            "interrupted; rerun the same command (files are written whole, so none is left "
+            "half-written; task=retina_run continues from its last chunk)",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -9,6 +9,7 @@ it was, and the same command resumes it.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -21,7 +22,12 @@ from omegaconf import DictConfig, open_dict
 
 from topo_train.run_lock import RunDirectoryBusy
 from topo_train.run_names import readable_run_name
-from topo_train.sweep import FAILED_MARKER, record_failure, swept_overrides
+from topo_train.sweep import (
+    FAILED_MARKER,
+    end_interrupted_sweep,
+    record_failure,
+    swept_overrides,
+)
 from topo_train.train import make_positions, train
 
 log = logging.getLogger("topo_train")
@@ -48,6 +54,12 @@ def run_name(hydra_cfg: DictConfig) -> str:
 
 
 def interrupted_line() -> str:
+    """What to do after Ctrl-C: the same command resumes (under DVC, the same ``dvc repro``)."""
+    if os.environ.get("DVC_STAGE"):  # set by DVC for a stage's command
+        return (
+            f"interrupted; resume with the same dvc command (dvc repro): stage "
+            f"{os.environ['DVC_STAGE']} continues from its last checkpoint"
+        )
     command = shlex.join(["python", "-m", "topo_train", *sys.argv[1:]])
     return f"interrupted; resume the run with the same command: {command}"
 
@@ -98,8 +110,13 @@ def cli() -> None:
     try:
         main()
     except KeyboardInterrupt:
+        end_interrupted_sweep()
         print(interrupted_line(), file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
+    except SystemExit as exit_:  # a job's own Ctrl-C line is printed; end its sweep too
+        if exit_.code == INTERRUPTED_EXIT:
+            end_interrupted_sweep()
+        raise
 
 
 if __name__ == "__main__":

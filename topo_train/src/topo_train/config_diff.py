@@ -12,6 +12,7 @@ from typing import Any
 # Keys that may change between a run and its resumption.
 RESUMABLE_CHANGES: tuple[str, ...] = (
     "run_dir",
+    "on_config_change",
     "tracking",
     "trainer.device",
     "trainer.log_every",

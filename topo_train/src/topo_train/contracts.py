@@ -62,6 +62,10 @@ class Objective(Protocol):
     test_tier: str | None
     """A tier :meth:`evaluate` scores once at the end of the run (None: none)."""
 
+    progress_metric: str
+    """The step metric the progress bar and lines show (e.g. ``loss/total``; a family whose
+    total is a sum over thousands of neurons shows a per-neuron mean instead)."""
+
     def __call__(
         self, model: nn.Module, batch: Any
     ) -> tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]:

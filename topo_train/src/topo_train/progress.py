@@ -53,6 +53,7 @@ class Progress:
         self.start_step = int(initial)
         self.step = int(initial)
         self.loss = math.nan
+        self.loss_name = "loss/total"
         self.shown = bar
         self.lines = lines
         self.started = time.monotonic()
@@ -75,10 +76,10 @@ class Progress:
         if self._tenth(step) > self._tenth(previous) and step < self.total:
             self.report()
 
-    def set_loss(self, loss: float) -> None:
-        """The loss the bar and the lines show (the last logged ``loss/total``)."""
-        self.loss = float(loss)
-        self._bar.set_postfix(loss=f"{self.loss:.4g}")
+    def set_loss(self, loss: float, name: str = "loss/total") -> None:
+        """The loss the bar and the lines show (the objective's ``progress_metric``), by name."""
+        self.loss, self.loss_name = float(loss), name
+        self._bar.set_postfix({name: f"{self.loss:.4g}"})
 
     def report(self) -> None:
         if not self.lines:
@@ -87,7 +88,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         line = f"step {self.step}/{self.total} ({100 * self.step / max(self.total, 1):.0f}%)"
         if not math.isnan(self.loss):
-            line += f" · loss/total {self.loss:.4g}"
+            line += f" · {self.loss_name} {self.loss:.4g}"
         if done > 0:
             per_step = elapsed / done
             line += f" · {per_step:.3g} s/step · {duration(elapsed)} elapsed"

@@ -89,6 +89,23 @@ def record_failure(run_dir: Path, sweep_dir: Path, job_name: str, mark_run_dir: 
     return path
 
 
+# The parent run of the sweep in progress in this process: (tracking URI, run id). Ctrl-C ends a
+# sweep without on_multirun_end; the command's Ctrl-C handler closes the run with it.
+_open_parent: tuple[str, str] | None = None
+
+
+def end_interrupted_sweep() -> None:
+    """Mark this process's open sweep parent run KILLED (after Ctrl-C), as its jobs are."""
+    global _open_parent
+    if _open_parent is None:
+        return
+    import mlflow
+
+    uri, run_id = _open_parent
+    _open_parent = None
+    mlflow.MlflowClient(uri).set_terminated(run_id, status="KILLED")
+
+
 class MLflowSweepCallback(Callback):
     """Names the sweep, groups its runs under one parent MLflow run, reports its failed jobs."""
 
@@ -122,6 +139,8 @@ class MLflowSweepCallback(Callback):
         name = "sweep " + (" ".join(ordered) or "default")
         run = client.create_run(experiment_id, run_name=name, tags={"topo.sweep": "parent"})
         self.parent_run_id = run.info.run_id
+        global _open_parent
+        _open_parent = (self.tracking_uri, self.parent_run_id)
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         log.info("MLflow parent run %s for this sweep", self.parent_run_id)
 
@@ -134,6 +153,8 @@ class MLflowSweepCallback(Callback):
 
             client = mlflow.MlflowClient(self.tracking_uri)
             client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
+            global _open_parent
+            _open_parent = None
             os.environ.pop(PARENT_RUN_ENV, None)
         for name in (SWEEP_ID_ENV, SWEEP_NAME_ENV, SWEPT_KEYS_ENV):
             os.environ.pop(name, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -104,24 +105,56 @@ def run_hooks(cfg: DictConfig, settings: Any) -> list[RunHooks]:
     return [SheetRunHooks(cfg.positions, cfg.get("positions_dir"), settings.figure_layers)]
 
 
-def _check_resume_config(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint's saved state when resuming, after refusing a changed config."""
+ON_CONFIG_CHANGE = ("refuse", "restart")
+# What a restart keeps: the lock this process holds, and Hydra's record and log of this very run
+# when run_dir is also Hydra's output directory.
+_KEPT_ON_RESTART = (".topo.lock", ".hydra")
+
+
+def _check_resume_config(
+    run_dir: Path, config: dict[str, Any], on_change: str = "refuse"
+) -> dict[str, Any] | None:
+    """The checkpoint's saved state when resuming. A changed config is refused, or with
+    ``on_change="restart"`` the earlier run's files are deleted and training starts anew."""
+    if on_change not in ON_CONFIG_CHANGE:
+        raise TopoError(
+            "unknown policy for a changed config",
+            field="on_config_change",
+            expected=ON_CONFIG_CHANGE,
+            found=on_change,
+        )
     found = latest_checkpoint(run_dir)
     if found is None:
         return None
     path, state = found
     saved = OmegaConf.to_container(OmegaConf.create(state.get("config_yaml", "{}")))
     differences = config_differences(saved, config)
-    if differences:
-        raise TopoError(
-            "this run directory holds a checkpoint of a different config; resuming would mix two "
-            "experiments. Use another run_dir, or move the checkpoint away to start over",
-            file=path,
-            field=", ".join(differences[:10]),
-            expected="the config the checkpoint was trained with",
-            found="changed values",
+    if not differences:
+        return state
+    if on_change == "restart":
+        log.warning(
+            "%s holds a run of another config (%s): deleting it and starting anew "
+            "(on_config_change=restart)",
+            run_dir,
+            ", ".join(differences[:5]),
         )
-    return state
+        for entry in run_dir.iterdir():
+            if entry.name in _KEPT_ON_RESTART or entry.suffix == ".log":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return None
+    raise TopoError(
+        "this run directory holds a checkpoint of a different config; resuming would mix two "
+        "experiments. Use another run_dir, move the checkpoint away to start over, or set "
+        "on_config_change=restart to delete it",
+        file=path,
+        field=", ".join(differences[:10]),
+        expected="the config the checkpoint was trained with",
+        found="changed values",
+    )
 
 
 def make_positions(cfg: DictConfig) -> Path:
@@ -171,7 +204,11 @@ def _train(
     """The body of :func:`train`, run by rank 0 while it holds the run directory."""
     device = resolve_device(settings.device, context.local_rank)
     config = OmegaConf.to_container(cfg, resolve=True)
-    previous = _check_resume_config(run_dir, config) if context.is_main else None
+    previous = (
+        _check_resume_config(run_dir, config, str(cfg.get("on_config_change", "refuse")))
+        if context.is_main
+        else None
+    )
     seed_everything(int(cfg.seed), settings.deterministic)
 
     # Rank 0 first: data modules may write caches (the embedded folder) that replicas then read.

@@ -337,7 +337,8 @@ class Trainer:
                     last = {k: v / self.window_steps for k, v in window.items()}
                     last["lr"] = self.optimizer.param_groups[0]["lr"]
                     last["epoch"] = self.step / steps_per_epoch
-                    progress.set_loss(last.get("loss/total", math.nan))
+                    shown = self.objective.progress_metric
+                    progress.set_loss(last.get(shown, math.nan), shown)
                     self._record(last)
                     window.clear()
                     self.window_steps = 0

@@ -23,6 +23,7 @@ class BaseObjective(nn.Module):
 
     requires: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     test_tier: str | None = None
+    progress_metric: str = "loss/total"
 
     def check_model(self, model: nn.Module) -> None:
         """Every model is accepted unless a family says otherwise."""

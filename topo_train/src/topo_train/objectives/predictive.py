@@ -73,6 +73,10 @@ class PoissonObjective(BaseObjective):
         test_tier: tier evaluated once at the end of training (null: none).
     """
 
+    # the total is summed over neurons and trials (~10⁵ at Sensorium's sizes): the bar shows
+    # the per neuron and trial mean, which reads the same at any batch size
+    progress_metric = "loss/poisson_per_neuron_trial"
+
     def __init__(
         self,
         trials_in_file: Mapping[str, int],
