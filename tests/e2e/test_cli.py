@@ -108,9 +108,7 @@ def test_ctrl_c_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, i
     assert client.get_run(state["mlflow_run_id"]).info.status == "FINISHED"
 
 
-def test_ctrl_c_during_a_sweep_ends_its_parent_run_killed_with_the_job(
-    tmp_path, isolated_tracking
-):
+def test_ctrl_c_during_a_sweep_ends_its_parent_run_killed_with_the_job(tmp_path, isolated_tracking):
     """Ctrl-C in a sweep's first job: one line, exit 130, and in MLflow the job and the
     sweep's parent run both KILLED (not left RUNNING)."""
     base = [o for o in sweep_overrides(tmp_path) if not o.startswith("trainer.max_steps")]

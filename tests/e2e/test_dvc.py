@@ -86,6 +86,8 @@ def test_dvc_exp_run_composes_params_and_runs_every_stage(repository):
     table = (repository / "dvc_runs" / "responses" / "responses.csv").read_text().splitlines()
     assert table[0] == "layer,unit,x_mm,y_mm,response" and len(table) > 1000
     assert (repository / "dvc_runs" / "responses" / "figures" / "layer4.1.png").is_file()
+    report = repository / "dvc_runs" / "topography"
+    assert (report / "topography.csv").is_file() and (report / "index.html").is_file()
     status = run([sys.executable, "-m", "dvc", "status", "dvc.yaml"], repository)  # this pipeline
     assert "up to date" in status.stdout
 

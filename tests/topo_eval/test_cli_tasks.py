@@ -29,6 +29,8 @@ LOGGED = {
     },
     "retina_run": ["output_dir", "retina"],
     "retina_fit": ["checkpoint"],
+    "topography": ["checkpoint", "positions", "topography"],
+    "topography_sweep": ["sweep_dir", "topography"],
 }
 
 
@@ -49,7 +51,14 @@ def test_each_task_file_names_a_function_of_the_config_and_the_output_directory(
 
 def test_scores_are_tracked_by_default_and_inspections_are_not():
     tracked = {name for name in TASKS if compose_eval(f"task={name}").task.tracked}
-    assert tracked == {"score", "multitask", "multitask_sweep", "retina_fit"}
+    assert tracked == {
+        "score",
+        "multitask",
+        "multitask_sweep",
+        "retina_fit",
+        "topography",
+        "topography_sweep",
+    }
 
 
 def test_the_default_task_is_responses():

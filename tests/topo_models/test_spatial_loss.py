@@ -117,7 +117,7 @@ def test_batched_gradient_matches_autograd_of_the_plain_formula_with_padding():
     ours = responses.float().requires_grad_(True)
     values = batched_spatial_correlation_loss(ours, coords.float(), valid)
     (values * torch.tensor(weights)).sum().backward()
-    for g, (width, weight) in enumerate(zip(widths, weights)):
+    for g, (width, weight) in enumerate(zip(widths, weights, strict=True)):
         plain = responses[g, :, :width].clone().requires_grad_(True)
         (weight * plain_torch_loss(plain, coords[g, :width])).backward()
         torch.testing.assert_close(

@@ -47,6 +47,8 @@ def test_the_bar_and_lines_show_the_metric_the_objective_names(caplog):
     progress = Progress(total=10, initial=0, bar=False)
     progress.set_loss(1.2345, "loss/poisson_per_neuron_trial")
     progress.update(1)
-    assert caplog.records[0].getMessage().startswith(
-        "step 1/10 (10%) · loss/poisson_per_neuron_trial 1.234 · "
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("step 1/10 (10%) · loss/poisson_per_neuron_trial 1.234 · ")
     )

@@ -37,6 +37,8 @@ def log_to_mlflow(
     for name, value in (metrics or {}).items():
         client.log_metric(run.info.run_id, name, float(value))
     client.log_artifact(run.info.run_id, str(table_path))
+    if (output_dir / "index.html").is_file():  # a report page; its figures are logged beside it
+        client.log_artifact(run.info.run_id, str(output_dir / "index.html"))
     for figures in sorted(output_dir.rglob("figures")):  # multitask: one per stage directory
         if figures.is_dir():
             relative = figures.relative_to(output_dir).as_posix()
