@@ -5,8 +5,10 @@ directory it runs from).
 Tasks: ``responses`` (the default: ``checkpoint=… positions=… [image=…]``), ``predictive``
 (``checkpoint=…/model.pt [data=…]``), the spatial multi-task stages ``record | split | score |
 plot | multitask`` (``checkpoint=…/model.pt``), ``multitask_sweep sweep_dir=…``, ``retina_run
-[retina.input=…] output_dir=…`` and ``retina_fit checkpoint=…/model.pt`` (a fitted LN retina
-model: cells.csv, kernels).
+[retina.input=…] output_dir=…``, ``retina_fit checkpoint=…/model.pt`` (a fitted LN retina
+model: cells.csv, kernels), ``topography checkpoint=…/model.pt`` (maps, smoothness, pinwheels,
+category patches, wiring, dimensionality: a table, figures and index.html) and
+``topography_sweep sweep_dir=…``.
 """
 
 from __future__ import annotations
