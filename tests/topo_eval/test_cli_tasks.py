@@ -31,6 +31,8 @@ LOGGED = {
     "retina_fit": ["checkpoint"],
     "topography": ["checkpoint", "positions", "topography"],
     "topography_sweep": ["sweep_dir", "topography"],
+    "positions": ["positions", "checkpoint"],
+    "retina_report": ["output_dir", "retina", "retina_report"],
 }
 
 

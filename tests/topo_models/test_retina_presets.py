@@ -38,6 +38,15 @@ def test_magno_preset_changes_only_the_magnocellular_values_on_both_channels():
         assert retina.parameter(f"{cell}_spikes.noise_sigma").value == 0.0
 
 
+def test_parvo_has_gain_control_off_and_the_cgc_preset_differs_only_in_turning_it_on():
+    parvo, cgc = PRESETS["human.parvo"], PRESETS["human.parvo.cgc"]
+    assert parvo["bipolar.lambda_amp"] == 0.0  # VirtualRetina's default: no gain control
+    assert {path for path in parvo if parvo[path] != cgc[path]} == {"bipolar.lambda_amp"}
+    assert cgc["bipolar.lambda_amp"] == 100.0  # Hz, VirtualRetina's gain-control examples
+    retina = Retina.from_preset("human.parvo.cgc")
+    assert retina.parameter("bipolar.lambda_amp").value == 100.0
+
+
 def test_preset_overrides_and_constructor_keywords():
     resolution = Resolution(steps_per_second=500.0)
     retina = Retina.from_preset("human.magno", on_i_0=90.0, spikes=False, resolution=resolution)
@@ -51,7 +60,7 @@ def test_preset_overrides_and_constructor_keywords():
 def test_unknown_preset_lists_the_names_and_presets_are_read_only():
     with pytest.raises(TopoError) as err:
         Retina.from_preset("cat.x")
-    assert err.value.expected == ["human.magno", "human.parvo"]
+    assert err.value.expected == ["human.magno", "human.parvo", "human.parvo.cgc"]
     with pytest.raises(TypeError):
         PRESETS["human.parvo"]["on.i_0"] = 1.0  # type: ignore[index]
     copy = preset_parameters("human.parvo")

@@ -6,9 +6,11 @@ Tasks: ``responses`` (the default: ``checkpoint=… positions=… [image=…]``)
 (``checkpoint=…/model.pt [data=…]``), the spatial multi-task stages ``record | split | score |
 plot | multitask`` (``checkpoint=…/model.pt``), ``multitask_sweep sweep_dir=…``, ``retina_run
 [retina.input=…] output_dir=…``, ``retina_fit checkpoint=…/model.pt`` (a fitted LN retina
-model: cells.csv, kernels), ``topography checkpoint=…/model.pt`` (maps, smoothness, pinwheels,
-category patches, wiring, dimensionality: a table, figures and index.html) and
-``topography_sweep sweep_dir=…``.
+model: cells.csv, kernels), ``retina_report [retina.preset=…]`` (a retina's polarity,
+contrast response, transience and transfer functions), ``topography checkpoint=…/model.pt``
+(maps, smoothness, pinwheels, category patches, wiring, dimensionality: a table, figures and
+index.html), ``topography_sweep sweep_dir=…`` and ``positions positions=…`` (a position
+set's statistics).
 """
 
 from __future__ import annotations

@@ -90,3 +90,17 @@ def separation_table(
         for name in positions
     ]
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def separation_lines(separation: pd.DataFrame) -> list[str]:
+    """Each layer's silhouette against its shuffled-label control."""
+    lines = ["silhouette of positions by assigned task (shuffled labels: mean ± std, p)"]
+    for row in separation.itertuples():
+        if np.isnan(row.silhouette):
+            lines.append(f"  {row.layer:<14}undefined ({row.tasks_present} task(s) present)")
+            continue
+        lines.append(
+            f"  {row.layer:<14}{row.silhouette:.2f} vs {row.shuffled_mean:.2f} ± "
+            f"{row.shuffled_std:.3f} (p {row.p_value:.2g})"
+        )
+    return lines

@@ -16,16 +16,20 @@ convention (the original masked rows in one method and columns in the other).
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from topo_models import TopoError
+from topo_models.atomic import atomic_write_bytes
 
 METHODS = ("greedy", "probability")
+ASSIGNMENT_FILE = "assignment.npz"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,35 @@ class TaskAssignment:
     def counts(self, n_tasks: int) -> dict[str, np.ndarray]:
         """Neurons of each task, per layer: ``(tasks,)``."""
         return {name: np.bincount(t, minlength=n_tasks) for name, t in self.tasks.items()}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``assignment.npz`` (``tasks:<layer>`` and ``scores:<layer>`` arrays)."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            **{f"tasks:{name}": t for name, t in self.tasks.items()},
+            **{f"scores:{name}": s for name, s in self.scores.items()},
+        )
+        path = Path(directory) / ASSIGNMENT_FILE
+        atomic_write_bytes(buffer.getvalue(), path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TaskAssignment:
+        path = Path(directory) / ASSIGNMENT_FILE
+        if not path.is_file():
+            raise TopoError(
+                "no task assignment here; run the split stage first",
+                file=path,
+                expected=f"{ASSIGNMENT_FILE} written by `python -m topo_eval task=split`",
+            )
+        with np.load(path, allow_pickle=False) as saved:
+            parts = {kind: {} for kind in ("tasks", "scores")}
+            for key in saved.files:
+                kind, _, name = key.partition(":")
+                if kind in parts:
+                    parts[kind][name] = saved[key]
+        return cls(**parts)
 
 
 def _bare(model: nn.Module) -> nn.Module:

@@ -1,9 +1,9 @@
 """The spatial multi-task workflow as ``python -m topo_eval`` tasks (and DVC stages):
 
 ``record`` (activity.npz) → ``split`` (assignment.csv/.npz, task<t>.pt) → ``score``
-(score.csv, score_summary.csv, separation.csv, figures/score.png) → ``plot``
-(figures/positions_by_task.png, figures/strength_task<t>.png); ``multitask`` runs all four
-into one directory, ``multitask_sweep`` splits and scores every run of a training sweep.
+(score.csv, score_summary.csv, specialisation.csv, separation.csv, figures/score.png) →
+``plot`` (figures/positions_by_task.png, figures/strength_task<t>.png); ``multitask`` runs all
+four into one directory, ``multitask_sweep`` splits and scores every run of a training sweep.
 Each stage reads the trained ``model.pt`` (``checkpoint=``) and, unless ``data=`` is given,
 the data it was trained on (from the checkpoint's config). Every ``run_<stage>(cfg,
 output_dir)`` returns (its table's path, headline metrics for MLflow), as ``python -m
@@ -12,7 +12,6 @@ topo_eval`` calls a task (``conf/task/<stage>.yaml`` names it).
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,20 @@ from topo_eval.multitask.figures import (
     plot_task_strength,
 )
 from topo_eval.multitask.record import ActivityRecord, record_activity, task_strength
-from topo_eval.multitask.score import FULL, score_networks, split_summary
-from topo_eval.multitask.separation import separation_table
+from topo_eval.multitask.score import (
+    FULL,
+    accuracy_lines,
+    score_metrics,
+    score_networks,
+    split_summary,
+)
+from topo_eval.multitask.separation import separation_lines, separation_table
+from topo_eval.multitask.specialisation import (
+    chance_level,
+    index_lines,
+    specialisation_table,
+    task_specialisation,
+)
 from topo_eval.multitask.split import TaskAssignment, split_network
 from topo_models import TopoError
 from topo_models.atomic import atomic_write, atomic_write_bytes
@@ -43,7 +54,6 @@ from topo_models.safe_load import read_torch_file
 
 log = logging.getLogger("topo_eval")
 
-ASSIGNMENT_FILE = "assignment.npz"
 STAGES = ("record", "split", "score", "plot")
 
 
@@ -118,32 +128,6 @@ def _save_model(payload: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda stream: torch.save(payload, stream))
 
 
-def save_assignment(assignment: TaskAssignment, directory: Path) -> None:
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        **{f"tasks:{name}": t for name, t in assignment.tasks.items()},
-        **{f"scores:{name}": s for name, s in assignment.scores.items()},
-    )
-    atomic_write_bytes(buffer.getvalue(), directory / ASSIGNMENT_FILE)
-
-
-def load_assignment(directory: str | Path) -> TaskAssignment:
-    path = Path(directory) / ASSIGNMENT_FILE
-    if not path.is_file():
-        raise TopoError(
-            "no task assignment here; run the split stage first",
-            file=path,
-            expected=f"{ASSIGNMENT_FILE} written by `python -m topo_eval task=split`",
-        )
-    with np.load(path, allow_pickle=False) as saved:
-        tasks = {k.removeprefix("tasks:"): saved[k] for k in saved.files if k.startswith("tasks:")}
-        scores = {
-            k.removeprefix("scores:"): saved[k] for k in saved.files if k.startswith("scores:")
-        }
-    return TaskAssignment(tasks=tasks, scores=scores)
-
-
 def assignment_table(run: MultiTaskRun, assignment: TaskAssignment) -> pd.DataFrame:
     """One row per neuron: layer, neuron, task, task name and its position coordinates."""
     frames = []
@@ -163,18 +147,15 @@ def run_split(
     """Assignment and per-task sub-networks → ``assignment.{npz,csv}``, ``task<t>.pt``."""
     run = run or load_run(cfg.checkpoint, cfg.get("data"))
     options = _options(cfg)
-    where = options.get("where")
-    method = options.get("method", "greedy")
+    where, split = options.get("where"), _split_options(cfg)
     networks, assignment, masks = split_network(
         run.model,
         run.data.n_tasks,
         where=where if where is None or isinstance(where, str) else list(where),
-        method=method,
-        zero_bias=bool(options.get("zero_bias", True)),
-        seed=int(options.get("seed", 0)),
+        **split,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
-    save_assignment(assignment, output_dir)
+    assignment.save(output_dir)
     for index, (network, keep) in enumerate(zip(networks, masks, strict=True)):
         _save_model(
             {
@@ -183,7 +164,7 @@ def run_split(
                 "config_yaml": run.saved.get("config_yaml", ""),
                 "task": index,
                 "task_name": run.task_names[index],
-                "method": method,
+                "method": split["method"],
                 "kept": {name: torch.as_tensor(mask) for name, mask in keep.items()},
             },
             output_dir / f"task{index}.pt",
@@ -191,7 +172,7 @@ def run_split(
     table_path = output_dir / "assignment.csv"
     table = assignment_table(run, assignment)
     atomic_write_bytes(table.to_csv(index=False).encode(), table_path)
-    log.info("split into %d sub-networks (%s) → %s", len(networks), method, output_dir)
+    log.info("split into %d sub-networks (%s) → %s", len(networks), split["method"], output_dir)
     return table_path, {}
 
 
@@ -200,16 +181,8 @@ def _split_dir(cfg: DictConfig, output_dir: Path) -> Path:
     return Path(given) if given else output_dir
 
 
-def run_score(
-    cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
-) -> tuple[Path, dict[str, float]]:
-    """Accuracy table of the full network and every sub-network, and the separation scores.
-
-    Returns the table's path and the headline numbers (logged to MLflow as metrics).
-    """
-    run = run or load_run(cfg.checkpoint, cfg.get("data"))
-    options = _options(cfg)
-    split_dir = _split_dir(cfg, output_dir)
+def _subnetworks(run: MultiTaskRun, split_dir: Path) -> tuple[dict[str, nn.Module], list[str]]:
+    """The full network and the split stage's sub-networks by task name; the layers masked."""
     networks: dict[str, nn.Module] = {FULL: run.model}
     for index, name in enumerate(run.task_names):
         path = split_dir / f"task{index}.pt"
@@ -220,13 +193,65 @@ def run_score(
                 field="multitask.split_dir",
             )
         networks[name] = load_trained_model(path)
-    split = options.get("split", "val")
-    device = cfg.get("device", "cpu")
+    return networks, list(read_torch_file(split_dir / "task0.pt").get("kept", {}))
+
+
+def load_control(checkpoint: str | Path, run: MultiTaskRun) -> nn.Module:
+    """The non-spatial control (``multitask.control``: the model.pt of an α = β = 0 run),
+    which must have the run's task heads: it is split and scored on the run's data."""
+    model = load_trained_model(checkpoint)
+    found = chance_level(model, run.data.n_tasks) if hasattr(model, "spatial_layers") else None
+    if found != chance_level(run.model, run.data.n_tasks):
+        raise TopoError(
+            "the control is not a spatial network with this run's tasks and labels",
+            file=checkpoint,
+            field="multitask.control",
+            expected="the model.pt of the same experiment with loss.proximity=0 loss.transport=0",
+            found=type(model).__name__ if found is None else f"{round(1 / found)} labels",
+        )
+    return model
+
+
+def _split_options(cfg: DictConfig) -> dict[str, Any]:
+    options = _options(cfg)
+    return {
+        "method": options.get("method", "greedy"),
+        "zero_bias": bool(options.get("zero_bias", True)),
+        "seed": int(options.get("seed", 0)),
+    }
+
+
+def run_score(
+    cfg: DictConfig, output_dir: Path, run: MultiTaskRun | None = None
+) -> tuple[Path, dict[str, float]]:
+    """Accuracy of the full network and every sub-network on every task, the specialisation
+    index of the split and of each hidden layer masked alone (and of the control's), and the
+    separation scores; the report is logged. Returns the table's path and the headline
+    numbers (logged to MLflow as metrics)."""
+    run = run or load_run(cfg.checkpoint, cfg.get("data"))
+    options = _options(cfg)
+    split_dir = _split_dir(cfg, output_dir)
+    networks, where = _subnetworks(run, split_dir)
+    split, device = options.get("split", "val"), cfg.get("device", "cpu")
     table = score_networks(networks, run.data, split, device)
     summary = split_summary(table)
+    summary["specialisation"] = task_specialisation(
+        summary, chance_level(run.model, run.data.n_tasks)
+    )
+    control = options.get("control")
+    special = specialisation_table(
+        run.model,
+        run.data,
+        table,
+        where,
+        control=load_control(control, run) if control else None,
+        split=split,
+        device=device,
+        **_split_options(cfg),
+    )
     separation = separation_table(
         run.positions(),
-        load_assignment(split_dir).tasks,
+        TaskAssignment.load(split_dir).tasks,
         n_shuffles=int(options.get("n_shuffles", 200)),
         seed=int(options.get("seed", 0)),
     )
@@ -234,28 +259,16 @@ def run_score(
     table_path = output_dir / "score.csv"
     atomic_write_bytes(table.to_csv().encode(), table_path)
     atomic_write_bytes(summary.to_csv(index=False).encode(), output_dir / "score_summary.csv")
+    atomic_write_bytes(special.to_csv(index=False).encode(), output_dir / "specialisation.csv")
     atomic_write_bytes(separation.to_csv(index=False).encode(), output_dir / "separation.csv")
     write_figure(plot_score_table(table), output_dir / "figures" / "score.png")
-    metrics = {
-        "accuracy_before_split": float(summary.full.mean()),
-        "accuracy_after_split": float(summary.own_subnetwork.mean()),
-        "accuracy_other_subnetworks": float(summary.other_subnetworks.mean()),
-        "separation_silhouette": float(np.nanmean(separation.silhouette))
-        if separation.silhouette.notna().any()
-        else float("nan"),
-        "separation_shuffled": float(np.nanmean(separation.shuffled_mean))
-        if separation.shuffled_mean.notna().any()
-        else float("nan"),
-    }
-    log.info(
-        "accuracy %.3f before the split, %.3f after (own sub-network); silhouette %.3f "
-        "(shuffled %.3f)",
-        metrics["accuracy_before_split"],
-        metrics["accuracy_after_split"],
-        metrics["separation_silhouette"],
-        metrics["separation_shuffled"],
-    )
-    return table_path, metrics
+    report = [
+        *accuracy_lines(table, "+".join(where)),
+        *index_lines(special),
+        *separation_lines(separation),
+    ]
+    log.info("%s", "\n".join(report))
+    return table_path, score_metrics(table, summary, special, separation)
 
 
 def run_plot(
@@ -266,7 +279,7 @@ def run_plot(
     options = _options(cfg)
     positions = run.positions()
     split_dir = _split_dir(cfg, output_dir)
-    assignment = load_assignment(split_dir)
+    assignment = TaskAssignment.load(split_dir)
     separation_path = Path(options.get("score_dir") or split_dir) / "separation.csv"
     separation = pd.read_csv(separation_path) if separation_path.is_file() else None
     figures = output_dir / "figures"
@@ -327,7 +340,8 @@ def _run_strengths(saved: dict[str, Any]) -> dict[str, Any]:
 
 def run_sweep(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:
     """Split and score every ``model.pt`` under ``sweep_dir``; tabulate accuracy before and
-    after the split against the cost strengths (``sweep.csv``, ``figures/sweep.png``)."""
+    after the split and the specialisation index against the cost strengths (``sweep.csv``,
+    ``figures/sweep.png``): the runs with both costs 0 are the non-spatial controls."""
     sweep_dir = cfg.get("sweep_dir")
     if not sweep_dir or not Path(sweep_dir).is_dir():
         raise TopoError(
@@ -365,6 +379,7 @@ def run_sweep(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]
         label = "spatial" if spatial else "nonspatial"
         summary[f"{label}/accuracy_before_split"] = float(group.accuracy_before.mean())
         summary[f"{label}/accuracy_after_split"] = float(group.accuracy_after.mean())
+        summary[f"{label}/specialisation_index"] = float(group.specialisation_index.mean())
     return path, summary
 
 
@@ -374,6 +389,7 @@ def _sweep_columns(metrics: dict[str, float]) -> dict[str, float]:
         "accuracy_after": metrics["accuracy_after_split"],
         "accuracy_drop": metrics["accuracy_before_split"] - metrics["accuracy_after_split"],
         "accuracy_other_subnetworks": metrics["accuracy_other_subnetworks"],
+        "specialisation_index": metrics["specialisation_index"],
         "silhouette": metrics["separation_silhouette"],
         "silhouette_shuffled": metrics["separation_shuffled"],
     }
