@@ -71,3 +71,25 @@ def test_a_folder_without_finished_runs_is_refused(tmp_path):
     cfg = compose_eval("task=topography_sweep", f"sweep_dir={tmp_path}")
     with pytest.raises(TopoError, match="no finished training runs"):
         run_task(cfg, tmp_path / "out")
+
+
+def test_an_mlflow_parent_run_id_finds_its_childrens_run_directories(tmp_path):
+    """The sweep named by its MLflow parent run (as `python -m topo_train -m` logs it): each
+    child's `run_dir` param leads to its run; a child without a model.pt is left out."""
+    import mlflow
+
+    from topo_eval.topography.sweep import sweep_runs
+
+    sweep = sweep_of_two(tmp_path / "sweep")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("topo")
+    parent = client.create_run(experiment, tags={"topo.sweep": "parent"}).info.run_id
+    for run_dir in [*sorted(sweep.iterdir()), tmp_path / "unfinished"]:
+        child = client.create_run(experiment, tags={"mlflow.parentRunId": parent}).info.run_id
+        client.log_param(child, "run_dir", str(run_dir))
+    client.create_run(experiment)  # another run of the experiment, not in the sweep
+    found = sweep_runs(parent, uri)
+    assert found == {p.name: p for p in sorted(sweep.iterdir())}
+    with pytest.raises(TopoError, match="no sweep here"):
+        sweep_runs("0" * 31, uri)
