@@ -13,12 +13,8 @@ place) with a ``manifest.json``; ``load_category_set`` reads any such folder, fL
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +25,7 @@ import sklearn
 from PIL import Image, ImageOps
 
 from topo_data.errors import TopoDataError
+from topo_data.images.built_folder import build_in_place, check_integers, is_built
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 EXCLUDED = ("scrambled",)  # fLoc's control category, dropped as in TDANN
@@ -127,15 +124,9 @@ def write_category_set(
         images_per_category: images in each of :data:`CATEGORIES`.
         seed: fixes every crop and mirror.
     """
-    for field, value, minimum in (
-        ("image_size", image_size, 8),
-        ("images_per_category", images_per_category, 2),
-        ("seed", seed, 0),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise TopoDataError(
-                f"bad {field}", field=field, expected=f"int >= {minimum}", found=repr(value)
-            )
+    check_integers(
+        image_size=(image_size, 8), images_per_category=(images_per_category, 2), seed=(seed, 0)
+    )
     root = Path(root)
     parameters = {
         "format": _FORMAT,
@@ -146,24 +137,16 @@ def write_category_set(
         "skimage_version": skimage.__version__,
         "sklearn_version": sklearn.__version__,
     }
-    manifest = _read_manifest(root)
-    if manifest is not None and manifest.get("parameters") == parameters:
+    if is_built(root, parameters, "a built-in category set"):
         return root
-    if root.exists() and manifest is None and (not root.is_dir() or any(root.iterdir())):
-        raise TopoDataError(
-            "refusing to overwrite a folder that is not a built-in category set",
-            file=root,
-            expected="a missing or empty directory, or one holding our manifest.json",
-        )
     log.info(
         "writing the built-in category set once: %d categories × %d images → %s",
         len(CATEGORIES),
         images_per_category,
         root,
     )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+
+    def build(staging: Path) -> None:
         for index, category in enumerate(CATEGORIES):
             folder = staging / category
             folder.mkdir()
@@ -174,22 +157,9 @@ def write_category_set(
         source = "crops of scikit-image and scikit-learn sample images; a stand-in for fLoc"
         text = json.dumps({"parameters": parameters, "source": source}, indent=2)
         (staging / "manifest.json").write_text(text + "\n")
-        if root.is_dir():  # empty or an older set: move it aside, then rename ours in
-            retired = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(root, retired)
-            shutil.rmtree(retired, ignore_errors=True)
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    build_in_place(root, parameters, build)
     return root
-
-
-def _read_manifest(root: Path) -> dict | None:
-    try:
-        return json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def load_category_set(root: str | Path, exclude: Sequence[str] = EXCLUDED) -> CategorySet:

@@ -8,12 +8,8 @@ natural-image statistics with nothing to fetch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +18,7 @@ import skimage
 from PIL import Image
 
 from topo_data.errors import TopoDataError
+from topo_data.images.built_folder import build_in_place, check_integers, is_built
 from topo_data.images.folder import ImageFolderData, _check_options
 
 _PHOTO_FILES = {
@@ -74,13 +71,6 @@ def _random_crops(photo: Image.Image, count: int, size: int, seed: list[int]) ->
     return crops
 
 
-def _read_manifest(root: Path) -> dict | None:
-    try:
-        return json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _build(folder: Path, parameters: dict, counts: dict[str, int]) -> None:
     for class_index, name in enumerate(EMBEDDED_PHOTOS):
         with Image.open(photo_path(name)) as image:
@@ -129,16 +119,12 @@ def write_embedded_image_folder(
     Returns:
         ``root`` as a Path.
     """
-    for field, value, minimum in (
-        ("image_size", image_size, 8),
-        ("train_per_class", train_per_class, 1),
-        ("val_per_class", val_per_class, 0),
-        ("seed", seed, 0),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise TopoDataError(
-                f"bad {field}", field=field, expected=f"int >= {minimum}", found=repr(value)
-            )
+    check_integers(
+        image_size=(image_size, 8),
+        train_per_class=(train_per_class, 1),
+        val_per_class=(val_per_class, 0),
+        seed=(seed, 0),
+    )
     root = Path(root)
     parameters = {
         "format": _FORMAT,
@@ -149,16 +135,8 @@ def write_embedded_image_folder(
         "photos": list(EMBEDDED_PHOTOS),
         "skimage_version": skimage.__version__,
     }
-    old = _read_manifest(root) if root.is_dir() else None
-    if old is not None and old.get("parameters") == parameters:
+    if is_built(root, parameters, "an embedded-photo folder"):
         return root
-    if root.exists() and old is None and (not root.is_dir() or any(root.iterdir())):
-        raise TopoDataError(
-            "refusing to overwrite a path that is not an embedded-photo folder",
-            file=root,
-            expected="a missing or empty directory, or one holding our manifest.json",
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
     n_images = (train_per_class + val_per_class) * len(EMBEDDED_PHOTOS)
     log.info(
         "writing the embedded photo set once: %d crops of %d px (%d train, %d val per photo) "
@@ -170,32 +148,10 @@ def write_embedded_image_folder(
         root,
     )
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        _build(staging, parameters, {"train": train_per_class, "val": val_per_class})
-        _swap_into_place(staging, root, parameters)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    counts = {"train": train_per_class, "val": val_per_class}
+    build_in_place(root, parameters, lambda staging: _build(staging, parameters, counts))
     log.info("embedded photo set written in %.1f s: %s", time.perf_counter() - started, root)
     return root
-
-
-def _swap_into_place(staging: Path, root: Path, parameters: dict) -> None:
-    """Atomically replace ``root`` by ``staging``; tolerate a concurrent writer that won."""
-    existing = _read_manifest(root) if root.is_dir() else None
-    if existing is not None and existing.get("parameters") == parameters:
-        return  # another process wrote the same folder meanwhile: keep it (readers may use it)
-    if root.is_dir() and any(root.iterdir()):
-        retired = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        with contextlib.suppress(FileNotFoundError):  # another process moved it already
-            os.replace(root, retired)  # replaces the empty placeholder directory
-        shutil.rmtree(retired, ignore_errors=True)
-    try:
-        os.replace(staging, root)
-    except OSError:
-        manifest = _read_manifest(root)
-        if manifest is None or manifest.get("parameters") != parameters:
-            raise
 
 
 class EmbeddedImageData(ImageFolderData):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
 from topo_eval.figure_files import write_figure  # noqa: E402
+from topo_eval.model_loading import positions_beside
 from topo_models import TopoError  # noqa: E402
 from topo_models.atomic import atomic_write_bytes  # noqa: E402
 from topo_models.positions import LayerPositions, NetworkPositions, layer_dims  # noqa: E402
@@ -49,15 +50,7 @@ def resolve_positions(
             "beside it",
         )
     if positions is None:
-        directory = Path(checkpoint).parent / "positions"  # type: ignore[arg-type]
-        if not directory.is_dir():
-            raise TopoError(
-                "this checkpoint has no positions beside it; pass positions=<directory>",
-                file=directory,
-                field="positions",
-                expected="a run directory's positions/ beside model.pt, or positions=…",
-            )
-        positions = directory
+        positions = positions_beside(checkpoint)  # type: ignore[arg-type]
     found = NetworkPositions.load(positions)
     if checkpoint is not None:
         from topo_eval.model_loading import load_trained_model

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from topo_data.images import write_category_set
-from topo_eval.model_loading import load_trained_model
+from topo_eval.model_loading import load_trained_model, positions_beside
 from topo_eval.tdann.task import trained_input_size
 from topo_eval.topography.category_report import category_analysis
 from topo_eval.topography.network_report import (
@@ -102,14 +102,7 @@ def load_network(checkpoint: Path, positions: str | None = None) -> Network:
 
         found, source = learned_sheet_positions(model), f"learned with the weights ({checkpoint})"
     else:
-        directory = checkpoint.parent / "positions"
-        if not directory.is_dir():
-            raise TopoError(
-                "this checkpoint has no positions beside it; pass positions=<directory>",
-                file=directory,
-                field="positions",
-                expected="a run directory's positions/ beside model.pt, or positions=…",
-            )
+        directory = positions_beside(checkpoint)
         found, source = NetworkPositions.load(directory), str(directory)
     for layer in found:
         units = int(np.prod(shapes.get(layer, (0,))))
