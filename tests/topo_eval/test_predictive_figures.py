@@ -49,11 +49,13 @@ def test_rf_figure_plots_the_table_and_is_written(tmp_path):
         dots = axis.collections[0]
         np.testing.assert_allclose(dots.get_offsets(), rows[["cortex_x_um", "cortex_y_um"]])
         np.testing.assert_allclose(dots.get_array(), rows[column])
+        assert dots.get_clim() == pytest.approx((rows[column].min(), rows[column].max()))
         assert axis.get_xlabel() == "cortical x (µm)"
     assert left.get_ylabel() == "cortical y (µm)"
-    assert "R = 1.00" in left.get_title()  # rf_x is an exact rotation of the cortex
+    # the title names what is correlated; rf_x is an exact rotation of the cortex
+    assert "R(RF x ~ cortical x, y) = 1.00" in left.get_title()
     r_y = retinotopy_r(rows[["cortex_x_um", "cortex_y_um"]].to_numpy(), rows.rf_y.to_numpy())
-    assert f"R = {r_y:.2f}" in right.get_title() and r_y < 0.99
+    assert f"R(RF y ~ cortical x, y) = {r_y:.2f}" in right.get_title() and r_y < 0.99
     path = tmp_path / "figures" / "rf.png"
     write_figure(figure, path)
     image = matplotlib.image.imread(path)

@@ -136,6 +136,8 @@ def test_run_predictive_on_a_simulated_session_through_the_real_loaders(tmp_path
     assert {p.name for p in (out / "figures").iterdir()} == {
         f"rf_positions_{key}.png",
         "correlation.png",
+        f"rf_recovery_{key}.png",  # the session carries the simulator's truth
+        f"oracle_{key}.png",
     }
     # the training data group (SensoriumData) selects the same trials and neurons
     group = {

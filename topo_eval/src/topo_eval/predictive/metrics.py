@@ -4,6 +4,10 @@ Definitions follow neuralpredictors / sensorium: correlations are
 means of products of z-scored arrays (population std + eps), computed per neuron; FEVE keeps
 neurons whose fraction of explainable variance is at least 0.15. Predictions must be in the
 same (standardised) units as the targets: FEVE depends on scale and offset.
+
+The competition's noise is the variance across repeats of an image, which also holds whatever
+else changes between repeats (behaviour, eye position); ``*_given_rates`` take the noise from
+known true rates instead (a simulated mouse), see docs/predictive.md, "Which FEVE to trust".
 """
 
 from __future__ import annotations
@@ -87,13 +91,46 @@ def feve(
     image_ids: np.ndarray,
     fev_threshold: float = FEV_THRESHOLD,
 ) -> np.ndarray:
-    """Per-neuron fraction of explainable variance explained, NaN for neurons whose FEV is
-    below ``fev_threshold`` (the competition averages the rest: ``np.nanmean``).
+    """The competition's per-neuron fraction of explainable variance explained, NaN for
+    neurons whose FEV is below ``fev_threshold`` (the competition averages the rest:
+    ``np.nanmean``).
 
     FEVE = 1 − (mse − noise) / (total − noise), mse over all trials.
     """
     y, p = _pair(targets, predictions)
     fev, total, noise = explainable_variance(y, image_ids)
+    mse = ((y - p) ** 2).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        explained = 1 - (mse - noise) / (total - noise)
+    return np.where(fev >= fev_threshold, explained, np.nan)
+
+
+def explainable_variance_given_rates(
+    targets: np.ndarray, rates: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """(FEV, total variance, noise variance) per neuron with the noise known: the mean squared
+    deviation of the responses from their true rates (their Poisson means on a simulated mouse).
+
+    Unlike :func:`explainable_variance`, this counts what moves the rate between repeats of an
+    image (behaviour, eye position) as signal, not noise. total = variance over trials (ddof 1).
+    """
+    y, r = _pair(targets, rates)
+    total = y.var(axis=0, ddof=1)
+    noise = ((y - r) ** 2).mean(axis=0)
+    return (total - noise) / total, total, noise
+
+
+def feve_given_rates(
+    targets: np.ndarray,
+    predictions: np.ndarray,
+    rates: np.ndarray,
+    fev_threshold: float = FEV_THRESHOLD,
+) -> np.ndarray:
+    """Per-neuron FEVE with the noise of :func:`explainable_variance_given_rates`, NaN where
+    that FEV is below ``fev_threshold``: 1 − (mse − noise) / (total − noise). The true rates
+    score exactly 1; repeats that differ in behaviour do not inflate it."""
+    y, p = _pair(targets, predictions)
+    fev, total, noise = explainable_variance_given_rates(y, rates)
     mse = ((y - p) ** 2).mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         explained = 1 - (mse - noise) / (total - noise)

@@ -17,6 +17,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from topo_eval.predictive.ground_truth import (
+    rf_recovery,
+    session_truth,
+    shift_recovery,
+    shift_scores,
+    truth_scores,
+)
 from topo_eval.predictive.metrics import (
     FEV_THRESHOLD,
     correlation,
@@ -41,6 +48,20 @@ NEURON_COLUMNS = (
     "rf_x",
     "rf_y",
     "n_trials",
+)
+# Added to NEURON_COLUMNS when a session carries the simulator's truth (ground_truth.py).
+TRUTH_COLUMNS = (
+    "true_rf_x",
+    "true_rf_y",
+    "smooth_rf_x",
+    "smooth_rf_y",
+    "oracle_correlation",
+    "oracle_correlation_to_average",
+    "oracle_feve",
+    "fev_true_noise",
+    "feve_true_noise",
+    "shift_r_x",
+    "shift_r_y",
 )
 
 
@@ -183,7 +204,10 @@ def neuron_table(
     fev_threshold: float = FEV_THRESHOLD,
 ) -> pd.DataFrame:
     """One row per (data_key, neuron) of ``tier``: ids, cortical position (µm), the three
-    competition scores, FEV, predicted RF position (grid units) and the number of trials.
+    competition scores, FEV, predicted RF position (grid units) and the number of trials; for
+    a simulated session (``ground_truth.session_truth``) also ``TRUTH_COLUMNS``: true and smooth
+    RF centres (full-image grid units), the true rates' scores (``oracle_*``), FEV / FEVE with
+    the true noise, and the shifter's recovery of the eye shift (one value per session).
 
     Args:
         loaders: ``{tier: {data_key: DataLoader}}`` as ``topo_data.sensorium.static_loaders``.
@@ -192,7 +216,9 @@ def neuron_table(
         raise TopoError("no loaders for the tier", field="tier", expected=list(loaders), found=tier)
     tables = []
     for data_key, loader in loaders[tier].items():
-        targets, predictions, _, image_ids = model_predictions(model, loader, data_key, device)
+        targets, predictions, trial_ids, image_ids = model_predictions(
+            model, loader, data_key, device
+        )
         n = targets.shape[1]
         neurons = loader.dataset.neurons
         coordinates = np.asarray(neurons.cell_motor_coordinates, dtype=np.float64)
@@ -205,6 +231,18 @@ def neuron_table(
             )
         rf = readout_positions(model, data_key, n)
         scores = session_scores(targets, predictions, image_ids, fev_threshold)
+        columns = list(NEURON_COLUMNS)
+        truth = session_truth(loader.dataset)
+        if truth is not None:
+            rates = truth["rates"][trial_ids]
+            oracle = session_scores(targets, rates, image_ids, fev_threshold)
+            shifts = shift_recovery(model, loader, data_key, truth)
+            scores |= (
+                {f"oracle_{key}": value for key, value in oracle.items() if key != "fev"}
+                | truth_scores(targets, predictions, rates, truth, fev_threshold)
+                | shift_scores(shifts)
+            )
+            columns += TRUTH_COLUMNS
         tables.append(
             pd.DataFrame(
                 {
@@ -219,28 +257,51 @@ def neuron_table(
                     "rf_y": rf[:, 1],
                     "n_trials": len(targets),
                 }
-            )[list(NEURON_COLUMNS)]
+            )[columns]
         )
     if not tables:
         raise TopoError("the tier has no sessions", field=f"loaders[{tier!r}]", found="{}")
     return pd.concat(tables, ignore_index=True)
 
 
+def _kept_mean(values: pd.Series, fev: pd.Series, fev_threshold: float) -> float:
+    kept = fev >= fev_threshold
+    return values[kept].mean() if kept.any() else np.nan
+
+
 def _summary(rows: pd.DataFrame, fev_threshold: float) -> dict[str, float | int]:
-    kept = rows.fev >= fev_threshold
-    return {
+    feve_competition = _kept_mean(rows.feve, rows.fev, fev_threshold)
+    summary = {
         "n_neurons": len(rows),
-        "n_kept": int(kept.sum()),
+        "n_kept": int((rows.fev >= fev_threshold).sum()),
         "correlation": rows.correlation.mean(),
         "correlation_to_average": rows.correlation_to_average.mean(),
-        "feve": rows.feve[kept].mean() if kept.any() else np.nan,
+        "feve": feve_competition,
+        "feve_competition": feve_competition,
+    }
+    if "oracle_correlation" not in rows or rows.oracle_correlation.isna().all():
+        return summary
+    oracle = rows.oracle_correlation.mean()
+    return summary | {
+        "feve_true_noise": _kept_mean(rows.feve_true_noise, rows.fev_true_noise, fev_threshold),
+        "oracle_correlation": oracle,
+        "oracle_correlation_to_average": rows.oracle_correlation_to_average.mean(),
+        "oracle_feve_competition": _kept_mean(rows.oracle_feve, rows.fev, fev_threshold),
+        "correlation_fraction_of_oracle": rows.correlation.mean() / oracle,
+        **rf_recovery({c: rows[c].to_numpy() for c in rows}),
+        "shift_r_x": rows.shift_r_x.mean(),
+        "shift_r_y": rows.shift_r_y.mean(),
     }
 
 
 def session_table(neurons: pd.DataFrame, fev_threshold: float = FEV_THRESHOLD) -> pd.DataFrame:
     """One row per data_key, then one ``data_key="all"`` row pooling every neuron: the mean
     single-trial correlation, mean correlation to average and the competition's FEVE (mean of
-    per-neuron FEVE over neurons with FEV ≥ threshold), with neuron and trial counts."""
+    per-neuron FEVE over neurons with FEV ≥ threshold; ``feve`` and ``feve_competition`` are the
+    same number), with neuron and trial counts. With the simulator's truth also: FEVE with the
+    true noise, the oracle's scores, the model's correlation as a fraction of the oracle's, RF
+    recovery (``ground_truth.rf_recovery``, pooled over neurons) and the shifter's ``shift_r_*``
+    (mean over neurons)."""
     rows = [
         {"data_key": key, "n_trials": int(group.n_trials.iloc[0])} | _summary(group, fev_threshold)
         for key, group in neurons.groupby("data_key", sort=False)
