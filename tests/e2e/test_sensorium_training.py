@@ -1,7 +1,7 @@
 """The Sensorium baseline through the one training loop, on simulated mice.
 
 The recovery test is the point of the simulator: fitted on data whose answer is known, the
-baseline must find every neuron's receptive-field centre from its cortical position (r > 0.9)
+baseline must find every neuron's receptive-field centre from its cortical position (r ≥ 0.95)
 and the direction in which the eye moves all receptive fields.
 """
 
@@ -17,11 +17,12 @@ import torch
 
 import topo_train.__main__  # noqa: F401  (registers the run-directory resolver)
 from topo_data.sensorium import StaticBatch, static_loaders
+from topo_data.sensorium.data_module import SensoriumData
 from topo_data.sensorium.response_model import pixels_to_grid
 from topo_data.sensorium.simulate import load_ground_truth
 from topo_eval.model_loading import load_trained_model
 from topo_models import create_model
-from topo_models.predictive import load_checkpoint
+from topo_models.predictive import load_checkpoint, sensorium_cnn
 from topo_train import trainer as trainer_module
 from topo_train.objectives.predictive import PoissonObjective
 from topo_train.train import train
@@ -167,19 +168,50 @@ def test_sensorium_run_logs_to_mlflow_and_its_model_loads_for_evaluation(
     assert torch.equal(model(images, data_key="99999-1-1"), again(images, data_key="99999-1-1"))
 
 
+@pytest.fixture(scope="module")
+def default_mouse(tmp_path_factory) -> Path:
+    """The root holding the default simulated mouse, written once for this module's tests."""
+    return tmp_path_factory.mktemp("default_mouse") / "sensorium"
+
+
+def test_every_seeds_readout_starts_on_the_receptive_fields_of_the_default_mouse(default_mouse):
+    """``position_start=data`` (the default): for five model seeds the readout of the default
+    mouse starts at RF correlations ≥ 0.95 per axis, where the published random start of the
+    same seeds puts them anywhere (seed 0: x mirrored)."""
+    data = SensoriumData(
+        root=str(default_mouse),
+        include_behavior=True,
+        include_eye_position=True,
+        seed=0,
+    )
+    kwargs = data.model_kwargs()
+    truth = load_ground_truth(data.paths[0])
+    true = pixels_to_grid(truth["rf_center_px"], tuple(truth["image_size"]), scale=0.25, crop=4)
+
+    def rf_r(position_start: str, seed: int) -> list[float]:
+        model = sensorium_cnn(**kwargs, shifter=True, seed=seed, position_start=position_start)
+        (key,) = model.data_keys
+        fitted = model.positions(key).detach().numpy()
+        return [np.corrcoef(fitted[:, axis], true[:, axis])[0, 1] for axis in (0, 1)]
+
+    started = {seed: rf_r("data", seed) for seed in range(5)}
+    published = {seed: rf_r("random", seed) for seed in range(5)}
+    assert all(min(r) >= 0.95 for r in started.values()), started
+    assert sum(min(r) < 0.9 for r in published.values()) >= 3, published
+
+
 def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
-    tmp_path, compose_train
+    tmp_path, compose_train, default_mouse
 ):
     """Published settings (batch 128, scale 0.25, 144×256 images) on the default simulated
     mouse with behaviour and eye position (experiment=sensorium_plus), 10 epochs (about 4
-    minutes on 2 cores).
+    minutes on 2 cores), model seed 0.
 
-    The published readout predicts positions from cortex through a randomly initialised MLP, so
-    a fit starts from a random (sometimes mirrored) retinotopy; from some starts the baseline
-    needs far more than 10 epochs to unfold it (seeds 0 and 2 here stay near the behaviour-only
-    correlation). The seed is fixed to one whose start unfolds; CPU runs are deterministic.
+    From the published random start, seed 0 stalls on this mouse (after 4 epochs validation
+    correlation 0.17, RF correlations −0.98 / −0.42: a mirrored map); the default start at the
+    fields estimated from the data recovers (docs/predictive.md).
     """
-    root = tmp_path / "sensorium"
+    root = default_mouse
     cfg = compose_train(
         [
             "experiment=sensorium_plus",
@@ -187,15 +219,14 @@ def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
             f"data.root={root}",
             "trainer.max_epochs=10",
             "trainer.progress=false",
-            "seed=1",
-            "data.simulation.seed=1",  # the mouse this start was chosen on
+            "seed=0",
         ]
     )
     metrics = train(cfg)
     lines = [json.loads(line) for line in (tmp_path / "fit" / "metrics.jsonl").open()]
     untrained = lines[0]["val/correlation"]  # evaluated before the first step
-    assert metrics["best/val/correlation"] > untrained + 0.2
-    assert metrics["test/correlation"] > 0.5
+    assert metrics["best/val/correlation"] > untrained + 0.4
+    assert metrics["test/correlation"] > 0.6
 
     model = load_checkpoint(tmp_path / "fit" / "model.pt")
     session = session_path(root)
@@ -204,7 +235,7 @@ def test_fitting_the_baseline_recovers_receptive_fields_and_the_pupil_shift(
     fitted = model.positions(key).detach().numpy()  # (x, y) on the core's output grid
     true = pixels_to_grid(truth["rf_center_px"], tuple(truth["image_size"]), scale=0.25, crop=4)
     for axis in (0, 1):
-        assert np.corrcoef(fitted[:, axis], true[:, axis])[0, 1] > 0.9
+        assert np.corrcoef(fitted[:, axis], true[:, axis])[0, 1] >= 0.95
 
     # The shifter moves all fields by one translation per trial. Fitted linearly over the
     # validation trials, the map pupil centre → shift must point where the true one does, for

@@ -63,17 +63,29 @@ def test_every_unit_lies_within_its_hypercolumn_and_inside_the_sheet():
 
 
 @pytest.mark.parametrize(
-    ("size", "overlap"), [(56, 0.1), (7, 0.8)]
-)  # TDANN: 0.1 at 56 px, 0.8 at 7 px
-def test_hypercolumn_width_follows_tdanns_overlap_formula(size, overlap):
+    ("size", "zoom", "overlap"), [(56, 1.0, 0.1), (7, 1.0, 0.8), (8, 3.5, 0.2), (2, 3.5, 0.8)]
+)  # TDANN: 0.1 at 56 px, 0.8 at 7 px; at a 64-px input (zoom 3.5) an 8-px map counts as 28 px
+def test_hypercolumn_width_follows_tdanns_overlap_formula_at_its_map_size(size, zoom, overlap):
     sheet = 10.0
     half = sheet / (size - size * overlap + overlap) / 2  # rf_width / 2
     centres = np.linspace(half, sheet - half, size)
-    coords = retinotopic_coordinates((2000, 1, size), sheet, np.random.default_rng(2))
+    coords = retinotopic_coordinates((2000, 1, size), sheet, np.random.default_rng(2), zoom)
     x = coords[:, 0].reshape(2000, size).astype(np.float64)
     assert np.all(np.abs(x - centres) <= half + 1e-5)
     assert np.all(x.max(axis=0) - x.min(axis=0) > 1.95 * half)  # patches are that wide
     np.testing.assert_allclose((x.max(axis=0) + x.min(axis=0)) / 2, centres, atol=0.02 * half)
+
+
+def test_a_64px_build_gives_the_v1_sheet_tdanns_224px_hypercolumn_overlap(resnet):
+    """At 64 px layer2.0 is 8 x 8; it gets the overlap of TDANN's 28 x 28 map (0.2), not the
+    0.7 that TDANN's formula gives an 8-position map (patches 2.1 times as wide)."""
+    layer = RetinotopicLayout(n_neighborhoods=20, seed=0).build(resnet, 64)["layer2.0"]
+    sheet = get_scale("training").size_mm("V1")
+    half = sheet / (8 - 8 * 0.2 + 0.2) / 2
+    x = layer.coordinates[:, 0].reshape(layer.dims).astype(np.float64)  # (C, H, W)
+    assert np.all(np.abs(x - np.linspace(half, sheet - half, 8)) <= half + 1e-5)
+    spread = x.max(axis=(0, 1)) - x.min(axis=(0, 1))
+    assert np.all(spread > 1.95 * half)  # patches are that wide, no narrower
 
 
 def test_jitter_keeps_each_axis_range_and_moves_units():

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from topo_data.errors import TopoDataError
 from topo_data.sampling import sample_seed
 from topo_data.sensorium.loaders import static_loaders
+from topo_data.sensorium.receptive_fields import estimate_rf_centres
 from topo_data.sensorium.simulate import simulate
 
 TIERS = ("train", "validation", "test")
@@ -166,23 +167,44 @@ class SensoriumData:
         return {}
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Neurons per session, their cortical (x, y) in µm and the input channel count."""
+        """Neurons per session, their cortical (x, y) in µm, the input channel count, and
+        receptive-field centres estimated from the training trials (pixels of the model's
+        input, for the readout's ``position_start=data``) with the input's (H, W)."""
         datasets = {k: self.train_dataset(k) for k in self.data_keys}
-        channels = {int(d.input_shape[0]) for d in datasets.values()}
-        if len(channels) != 1:
+        shapes = {tuple(int(v) for v in d.input_shape) for d in datasets.values()}
+        if len(shapes) != 1:
             raise TopoDataError(
-                "sessions disagree on the number of input channels; one core needs one",
+                "sessions disagree on the input shape (channels, height, width); one core "
+                "needs one",
                 field="input_shape",
                 found={k: d.input_shape for k, d in datasets.items()},
             )
+        channels, height, width = shapes.pop()
         return {
             "n_neurons": {k: int(d.n_neurons) for k, d in datasets.items()},
             "cortex_coordinates": {
                 k: np.asarray(d.neurons.cell_motor_coordinates, dtype=np.float32)[:, :2]
                 for k, d in datasets.items()
             },
-            "input_channels": channels.pop(),
+            "input_channels": channels,
+            "rf_centres_px": {k: self._rf_centres(d) for k, d in datasets.items()},
+            "input_size": (height, width),
         }
+
+    @staticmethod
+    def _rf_centres(dataset: Any) -> np.ndarray:
+        """(n, 2) RF centre estimates of a session from its training tier (the image channel)."""
+        started = time.perf_counter()
+        trials = dataset[np.arange(len(dataset))]
+        images = trials.images[:, 0].numpy()  # behaviour planes follow the image channel
+        centres = estimate_rf_centres(images, trials.responses.numpy())
+        log.info(
+            "estimated %d receptive-field centres from %d trials in %.1f s",
+            len(centres),
+            len(images),
+            time.perf_counter() - started,
+        )
+        return centres
 
     def objective_kwargs(self) -> dict[str, Any]:
         """Every session's trial count over all tiers (the √(N/B) loss scale)."""

@@ -7,8 +7,10 @@ but with TDANN's local square-window neighbourhoods). Both read each layer's cor
 
 topo's generalisation to other input sizes: TDANN's widths are for 224-px inputs. A smaller
 input shrinks every feature map, so at a fixed width each window would hold fewer units. The
-width is therefore multiplied by ``reference_input_size / min(H, W)`` (capped at the sheet
-size), which keeps roughly TDANN's number of units per window.
+width is therefore multiplied by ``zoom = reference_input_size / min(H, W)`` (capped at the
+sheet size), which keeps roughly TDANN's number of units per window; and a map of ``n``
+positions gets the hypercolumn overlap of TDANN's map of ``n * zoom`` positions, so that its
+sheet is as retinotopic at the window's scale as TDANN's.
 """
 
 from __future__ import annotations
@@ -77,33 +79,40 @@ def layer_dims(model: nn.Module, input_size: int | Sequence[int]) -> dict[str, t
     return {name: tuple(int(d) for d in feat.shape[1:]) for name, feat in result[1].items()}
 
 
-def _hypercolumn_centres(size: int, sheet_mm: float) -> tuple[np.ndarray, float]:
+def _hypercolumn_centres(size: int, sheet_mm: float, zoom: float = 1.0) -> tuple[np.ndarray, float]:
     """Anchor centres and patch half-width along one axis of ``size`` positions.
 
     TDANN's ``compute_rf_centers``: overlap = min(0.1 * 56 / size, 1) grows as maps shrink,
     rf_width = sheet / (size - size * overlap + overlap), centres = linspace(r, sheet - r, size).
+    Its sizes are those of 224-px inputs, so ``size`` counts as ``size * zoom`` in the overlap
+    (zoom = 224 / input): at 64 px layer2.0's 8 positions overlap 0.2 like TDANN's 28, not 0.7,
+    whose patches (2.1 times as wide) left the V1 windows almost without retinotopy and the
+    spatial loss nothing to organise there (benchmarks/RESULTS.md, 2026-12-06).
     """
-    overlap = min(0.1 * 56 / size, 1.0)
+    overlap = min(0.1 * 56 / (size * zoom), 1.0)
     half = sheet_mm / (size - size * overlap + overlap) / 2.0
     return np.linspace(half, sheet_mm - half, size), half
 
 
 def retinotopic_coordinates(
-    dims: tuple[int, int, int], sheet_mm: float, rng: np.random.Generator
+    dims: tuple[int, int, int], sheet_mm: float, rng: np.random.Generator, zoom: float = 1.0
 ) -> np.ndarray:
     """(C*H*W, 2) mm positions of a conv layer, TDANN's hypercolumn tiling.
 
     Unit (c, i, j) (channel, row, column) sits at (x = centre_x[j], y = centre_y[i]) plus a
     Uniform(-r, r) offset per axis, r being that axis's patch half-width; rows are in
     channel-major flatten order. Values are clipped to [0, sheet] against float rounding.
+    ``zoom``: 224 / the input size, for TDANN's overlap at other inputs (1: TDANN's formula).
     """
     if len(dims) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
         raise TopoError("retinotopic layers need (C, H, W) dims", field="dims", found=dims)
     if not (math.isfinite(sheet_mm) and sheet_mm > 0):
         raise TopoError("sheet size must be positive mm", field="sheet_mm", found=sheet_mm)
     channels, height, width = (int(d) for d in dims)
-    centres_x, half_x = _hypercolumn_centres(width, sheet_mm)
-    centres_y, half_y = _hypercolumn_centres(height, sheet_mm)
+    if not (math.isfinite(zoom) and zoom > 0):
+        raise TopoError("zoom must be positive", field="zoom", found=zoom)
+    centres_x, half_x = _hypercolumn_centres(width, sheet_mm, zoom)
+    centres_y, half_y = _hypercolumn_centres(height, sheet_mm, zoom)
     offsets = rng.uniform(-1.0, 1.0, size=(channels, height, width, 2))
     x = centres_x[None, None, :] + offsets[..., 0] * half_x
     y = centres_y[None, :, None] + offsets[..., 1] * half_y
@@ -157,9 +166,10 @@ class _Layout(ABC):
 
     @abstractmethod
     def _coordinates(
-        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator
+        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator, zoom: float
     ) -> np.ndarray:
-        """(N, 2) unit coordinates in mm for a layer of ``dims`` on a sheet ``sheet_mm`` wide."""
+        """(N, 2) unit coordinates in mm for a layer of ``dims`` on a sheet ``sheet_mm`` wide;
+        ``zoom`` = reference input size / the input's."""
 
     def build(self, model: nn.Module, input_size: int | Sequence[int]) -> NetworkPositions:
         """Positions for every feature layer of ``model`` at ``input_size`` (int or (H, W))."""
@@ -195,7 +205,7 @@ class _Layout(ABC):
             width_mm = min(self.sheet.width_mm(areas[name]) * zoom, sheet_mm)
             # One stream per layer from (seed, layer index): layers never share random draws.
             rng = np.random.default_rng([self.seed, index])
-            coords = self._coordinates(dims, sheet_mm, rng)
+            coords = self._coordinates(dims, sheet_mm, rng, zoom)
             indices = precompute_neighborhoods(
                 coords, width_mm, self.n_neighborhoods, seed=int(rng.integers(2**63 - 1))
             )
@@ -242,10 +252,10 @@ class RetinotopicLayout(_Layout):
         self.jitter_mm = float(jitter_mm)
 
     def _coordinates(
-        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator
+        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator, zoom: float
     ) -> np.ndarray:
         if len(dims) == 3:
-            coords = retinotopic_coordinates(dims, sheet_mm, rng)  # type: ignore[arg-type]
+            coords = retinotopic_coordinates(dims, sheet_mm, rng, zoom)  # type: ignore[arg-type]
         elif len(dims) == 1:
             coords = uniform_coordinates(dims[0], sheet_mm, rng)
         else:
@@ -277,6 +287,6 @@ class UniformLayout(_Layout):
         super().__init__(scale, n_neighborhoods, reference_input_size, seed)
 
     def _coordinates(
-        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator
+        self, dims: tuple[int, ...], sheet_mm: float, rng: np.random.Generator, zoom: float
     ) -> np.ndarray:
         return uniform_coordinates(math.prod(dims), sheet_mm, rng)

@@ -56,6 +56,10 @@ BASELINE_CNN: dict[str, object] = {
     },
 }
 
+# Where the readout positions start: "random" is the published start (the position MLP's own
+# init), "data" the receptive fields estimated from the training trials (see docs/predictive.md).
+POSITION_STARTS = ("random", "data")
+
 # Square sides tried, smallest first, by the dry forward that measures the core's channels.
 _DRY_SIDES = (16, 64, 144)
 
@@ -289,11 +293,21 @@ def _baseline(
     core_bias: bool,
     psd_sigma: bool,
     seed: int | None,
+    position_start: str,
+    rf_centres_px: Mapping[str, object] | None,
+    input_size: Sequence[int] | None,
 ) -> FiringRateEncoder:
+    if position_start not in POSITION_STARTS:
+        raise TopoError(
+            "unknown readout position start",
+            field="position_start",
+            expected=POSITION_STARTS,
+            found=position_start,
+        )
     config = dict(BASELINE_CNN)
     if linear:
         config.update(layers=3, linear=True)
-    return stacked_core_full_gauss_readout(
+    model = stacked_core_full_gauss_readout(
         n_neurons,
         cortex_coordinates,
         input_channels,
@@ -304,6 +318,51 @@ def _baseline(
         psd_sigma=psd_sigma,
         **config,
     )
+    if position_start == "data":
+        start_positions_at_fields(model, rf_centres_px, input_size, input_channels)
+    return model
+
+
+def start_positions_at_fields(
+    model: FiringRateEncoder,
+    rf_centres_px: Mapping[str, object] | None,
+    input_size: Sequence[int] | None,
+    input_channels: int,
+) -> None:
+    """Move every session's readout positions to receptive-field centres estimated in pixels.
+
+    ``rf_centres_px``: data key → (n, 2) (x = column, y = row) pixels of the model's input of
+    ``input_size`` (H, W), e.g. ``topo_data.sensorium.receptive_fields.estimate_rf_centres``.
+    Pixels become grid units of the core's output: a core without input padding crops a border,
+    measured here by running it once on a zero image of that size.
+    """
+    if rf_centres_px is None or input_size is None:
+        raise TopoError(
+            "position_start=data needs receptive-field estimates from the data",
+            field="position_start",
+            expected="rf_centres_px and input_size (data=sensorium gives both), or 'random'",
+        )
+    height, width = (int(v) for v in input_size)
+    was_training = model.core.training
+    model.core.eval()
+    try:
+        with torch.no_grad():
+            output, _ = model.core(torch.zeros(1, input_channels, height, width))
+    finally:
+        model.core.train(was_training)
+    out_height, out_width = output.shape[-2:]
+    crop = torch.tensor([(width - out_width) / 2, (height - out_height) / 2])
+    extent = torch.tensor([max(out_width - 1, 1), max(out_height - 1, 1)], dtype=torch.float32)
+    for key, readout in model.readout.items():
+        if key not in rf_centres_px:
+            raise TopoError(
+                "no receptive-field estimates for a session",
+                field="rf_centres_px",
+                expected=list(model.readout),
+                found=sorted(rf_centres_px),
+            )
+        pixels = torch.as_tensor(np.asarray(rf_centres_px[key], dtype=np.float32))
+        readout.start_positions_at(2 * (pixels - crop) / extent - 1)
 
 
 @register_model("sensorium_cnn", "topo_models.predictive.sensorium_cnn")
@@ -316,6 +375,9 @@ def sensorium_cnn(
     core_bias: bool = False,
     psd_sigma: bool = False,
     seed: int | None = None,
+    position_start: str = "random",
+    rf_centres_px: Mapping[str, object] | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> FiringRateEncoder:
     """The Sensorium 2022 CNN baseline ("SOTA"; Willeke et al. 2022, arXiv 2206.08666).
 
@@ -334,6 +396,9 @@ def sensorium_cnn(
         core_bias: True gives the 2024 sensorium key set (9 extra hidden-conv biases).
         psd_sigma: Cholesky-parametrised readout covariance (not in the published model).
         seed: seed of the initialisation.
+        position_start: ``"random"`` (published: the position MLP's own init) or ``"data"``
+            (fitted to ``rf_centres_px``, receptive-field centres estimated from the data, in
+            pixels of inputs of ``input_size`` (H, W); see ``start_positions_at_fields``).
     """
     return _baseline(
         False,
@@ -345,6 +410,9 @@ def sensorium_cnn(
         core_bias,
         psd_sigma,
         seed,
+        position_start,
+        rf_centres_px,
+        input_size,
     )
 
 
@@ -358,6 +426,9 @@ def sensorium_ln(
     core_bias: bool = False,
     psd_sigma: bool = False,
     seed: int | None = None,
+    position_start: str = "random",
+    rf_centres_px: Mapping[str, object] | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> FiringRateEncoder:
     """The Sensorium 2022 LN baseline: ``sensorium_cnn`` with 3 layers and no core
     nonlinearity (BN kept), so the output ELU + 1 is the model's only nonlinearity.
@@ -372,4 +443,7 @@ def sensorium_ln(
         core_bias,
         psd_sigma,
         seed,
+        position_start,
+        rf_centres_px,
+        input_size,
     )

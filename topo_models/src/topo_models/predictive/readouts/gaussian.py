@@ -228,6 +228,33 @@ class FullGaussian2d(nn.Module):
             if self.bias is not None:
                 self.bias.copy_(torch.zeros(self.outdims) if mean is None else mean)
 
+    def start_positions_at(self, target: torch.Tensor, steps: int = 500) -> None:
+        """Start the readout positions μ near ``target`` (n, 2) grid units (x, y).
+
+        A learned ``_mu`` is set to it. A position MLP is fitted to it from its own random
+        start (full-batch Adam on a Huber loss, so a few badly estimated targets pull it little):
+        μ stays a smooth function of cortical position, the best such map of the targets.
+        Targets are clipped to ±0.95, inside the final tanh's range. Draws no random numbers.
+        """
+        target = torch.as_tensor(target, dtype=torch.float32).reshape(self.outdims, 2)
+        if not torch.isfinite(target).all():
+            raise TopoError("start positions hold NaN or infinite values", field="target")
+        target = target.clamp(-0.95, 0.95).to(self.sigma.device)
+        if not self.has_grid_predictor:
+            with torch.no_grad():
+                self._mu.copy_(target.view(1, self.outdims, 1, 2))
+            return
+        parameters = list(self.mu_transform.parameters())
+        optimiser = torch.optim.Adam(parameters, lr=0.01)
+        with torch.enable_grad():
+            for _ in range(steps):
+                optimiser.zero_grad(set_to_none=True)
+                fitted = self.mu_transform(self.source_grid)
+                F.smooth_l1_loss(fitted, target, beta=0.1).backward()
+                optimiser.step()
+        for parameter in parameters:
+            parameter.grad = None
+
     # ------------------------------------------------------------------ the Gaussian
 
     @property

@@ -1,0 +1,99 @@
+"""Benchmark of ITN's wiring cost (``topo_models.losses.wiring_cost``) on a ResNet-18 trunk.
+
+Share of a supervised training step (``resnet18_spatial`` with a 10-way classifier, batch of 32
+images at 112 px, cross-entropy, SGD, CPU) taken by the wiring cost's forward and backward on
+every conv layer (channels on unit sheets, ``unit_sheet_positions``), against the same step
+without it; budget ≤ 10 %. Steps with and without the cost alternate in ABBA order after a
+warm-up; the cost alone (forward + backward on the step's weights) is timed after each pair.
+The allocator is set up as ``topo_train`` sets it up.
+
+Prints one line per measurement: ``name: value unit (ratio X.XX vs <baseline>)``.
+Run: ``python benchmarks/wiring_cost.py`` (about a minute on 2 cores; ``--rounds``, 8 by
+default, sets the ABBA rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from topo_models import create_model
+from topo_models.losses.wiring_cost import VARIANTS, WiringCost, unit_sheet_positions
+from topo_train.runtime import tune_cpu_allocator
+
+IMAGES, SIZE = 32, 112
+BUDGET = 0.10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8, help="ABBA rounds (2 steps each)")
+    parser.add_argument("--variant", choices=VARIANTS, default="jj")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    print(f"allocator tuned as in topo_train: {tune_cpu_allocator()}")
+
+    model = create_model("resnet18_spatial", head="classifier", num_classes=10)
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    # A small strength keeps SGD stable over the run; the time does not depend on it.
+    wiring = WiringCost(
+        unit_sheet_positions(model, convs, seed=0),
+        dict.fromkeys(convs, 1e-6),
+        variant=args.variant,
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(IMAGES, 3, SIZE, SIZE)
+    labels = torch.randint(0, 10, (IMAGES,))
+
+    def step(with_cost: bool) -> float:
+        start = time.perf_counter()
+        output, _ = model(images)
+        loss = F.cross_entropy(output, labels)
+        if with_cost:
+            loss = loss + wiring(model)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    def alone() -> float:
+        optimizer.zero_grad()
+        start = time.perf_counter()
+        wiring(model)[0].backward()
+        return time.perf_counter() - start
+
+    step(False), step(True), alone()  # warm-up
+    plain, with_cost, own = [], [], []
+    for index in range(args.rounds):
+        if index % 2 == 0:
+            a, b = step(False), step(True)
+        else:
+            b, a = step(True), step(False)
+        plain.append(a)
+        with_cost.append(b)
+        own.append(alone())
+
+    # Interference only adds time: the fastest step of each kind is the least noisy estimate.
+    share = (min(with_cost) - min(plain)) / min(plain)
+    own_share = statistics.median(own) / statistics.median(plain)
+    print(
+        f"supervised step ({IMAGES} images, {SIZE} px) with the {args.variant} wiring cost on "
+        f"{len(convs)} conv layers: {100 * share:.2f} % of the step "
+        f"(ratio {1 + share:.3f} vs the same step without it, {1000 * min(plain):.0f} ms; "
+        f"budget {100 * BUDGET:.0f} %)"
+    )
+    print(
+        f"wiring cost alone, forward + backward: {1000 * statistics.median(own):.1f} ms "
+        f"(ratio {own_share:.3f} vs the median step without it, "
+        f"{1000 * statistics.median(plain):.0f} ms; budget {BUDGET:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""All-TNN's smoothness loss: neighbouring units on a sheet should have similar weights.
+
+Lu et al. 2025 (All-Topographic Neural Networks, Nature Human Behaviour) put each locally
+connected layer on one 2-D sheet: the K channels of an output position form a √K × √K block (a
+"hypercolumn"), channel c at block row c // √K and column c % √K, and the blocks tile the sheet
+in the order of the output positions. A unit's vector is its incoming kernel and its bias. The
+loss of a layer is
+
+    L = (1 - c) / 2,   c = (mean cos(right pairs) + mean cos(bottom pairs)) / 2,
+
+0 when neighbours agree, 1 when they point opposite ways. Pairs wrap around the sheet's borders
+by default, as in the original; without wrap only the pairs inside the sheet count (and the two
+directions' means are still averaged with equal weight).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from topo_models.errors import TopoError
+from topo_models.losses.spatial_costs import unwrap_model
+from topo_models.trunks.locally_connected import LocallyConnected2d
+
+
+def neighbour_cosine_loss(sheet: torch.Tensor, wrap: bool = True) -> torch.Tensor:
+    """(1 − mean cosine of each unit with its right and bottom neighbours) / 2.
+
+    Args:
+        sheet: (H, W, D) one D-vector per sheet unit; H, W >= 2.
+        wrap: the last column's right neighbour is the first column (and likewise for rows).
+
+    Returns:
+        Scalar in [0, 1].
+    """
+    if sheet.dim() != 3 or sheet.shape[0] < 2 or sheet.shape[1] < 2 or sheet.shape[2] < 1:
+        raise TopoError(
+            "a sheet is a grid of vectors with at least 2 rows and 2 columns",
+            field="sheet",
+            expected="(H, W, D) with H, W >= 2 and D >= 1",
+            found=tuple(sheet.shape),
+        )
+    unit = F.normalize(sheet, dim=-1)
+    if wrap:
+        right = (unit * unit.roll(-1, dims=1)).sum(-1)
+        bottom = (unit * unit.roll(-1, dims=0)).sum(-1)
+    else:
+        right = (unit[:, :-1] * unit[:, 1:]).sum(-1)
+        bottom = (unit[:-1] * unit[1:]).sum(-1)
+    return (1.0 - (right.mean() + bottom.mean()) / 2.0) / 2.0
+
+
+def hypercolumn_side(channels: int, name: str = "layer") -> int:
+    """√channels: the side of one hypercolumn block; TopoError unless channels is a square."""
+    side = math.isqrt(channels)
+    if side * side != channels:
+        below, above = side * side, (side + 1) ** 2
+        raise TopoError(
+            f"layer {name!r} cannot be tiled into square hypercolumns",
+            field=f"{name}.out_channels",
+            expected=f"a perfect square number of channels (e.g. {below} or {above})",
+            found=channels,
+        )
+    return side
+
+
+def hypercolumn_sheet(layer: LocallyConnected2d, name: str = "layer") -> torch.Tensor:
+    """The layer's units as one sheet of weight vectors, (out_h·√K, out_w·√K, D).
+
+    Unit (channel c, position i, j) sits at sheet row i·√K + c // √K, column j·√K + c % √K; its
+    vector is its flattened kernel (kh·kw·in_channels) followed by its bias, when it has one.
+    Differentiable: the loss's gradient reaches ``layer.weight`` and ``layer.bias``.
+    """
+    if not isinstance(layer, LocallyConnected2d):
+        raise TopoError(
+            f"layer {name!r} is not locally connected",
+            field=name,
+            expected="LocallyConnected2d",
+            found=type(layer).__name__,
+        )
+    side = hypercolumn_side(layer.out_channels, name)
+    out_h, out_w = layer.output_size
+    vectors = layer.weight.reshape(out_h, out_w, layer.out_channels, -1)
+    if layer.bias is not None:
+        vectors = torch.cat([vectors, layer.bias.permute(1, 2, 0).unsqueeze(-1)], dim=-1)
+    depth = vectors.shape[-1]
+    # (i, j, block row, block column, D) → (i, block row, j, block column, D)
+    blocks = vectors.reshape(out_h, out_w, side, side, depth).permute(0, 2, 1, 3, 4)
+    return blocks.reshape(out_h * side, out_w * side, depth)
+
+
+class NeighbourCosineLoss(nn.Module):
+    """Σ_l w_l · neighbour_cosine_loss(sheet of layer l) over named locally connected layers.
+
+    All-TNN's spatial term is α · Σ_l f_l · L_l (α = 10 for the main model, f_l = 1): pass
+    ``layer_weights = {name: α · f_l}``. ``loss(model)`` returns ``(total, per_layer)``: the
+    weighted sum for training and each layer's unweighted ``L_l``, detached, for logging.
+
+    Args:
+        layer_weights: ``{module name: weight}``; names as ``model.named_modules()`` gives them
+            (the ``all_tnn`` trunk's are ``sheet0 … sheet5``), weights finite and >= 0.
+        wrap: circular neighbours at the sheet borders (the original's default).
+    """
+
+    def __init__(self, layer_weights: Mapping[str, float], wrap: bool = True) -> None:
+        super().__init__()
+        if not isinstance(layer_weights, Mapping) or not layer_weights:
+            raise TopoError(
+                "layer_weights maps layer names to weights",
+                field="layer_weights",
+                expected="a non-empty {layer name: weight} dict",
+                found=layer_weights,
+            )
+        for name, weight in layer_weights.items():
+            is_real = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            if not (isinstance(name, str) and is_real and math.isfinite(weight) and weight >= 0):
+                raise TopoError(
+                    "a layer weight is a finite number >= 0 keyed by a layer name",
+                    field=f"layer_weights.{name}",
+                    found=weight,
+                )
+        self.layer_weights = {name: float(weight) for name, weight in layer_weights.items()}
+        self.wrap = bool(wrap)
+
+    def extra_repr(self) -> str:
+        return f"layer_weights={self.layer_weights}, wrap={self.wrap}"
+
+    def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = unwrap_model(model)
+        modules = dict(model.named_modules())
+        total: torch.Tensor | None = None
+        per_layer: dict[str, torch.Tensor] = {}
+        for name, weight in self.layer_weights.items():
+            if not isinstance(modules.get(name), LocallyConnected2d):
+                local = [n for n, m in modules.items() if isinstance(m, LocallyConnected2d)]
+                found = type(modules[name]).__name__ if name in modules else "no such module"
+                raise TopoError(
+                    f"layer_weights names {name!r}, which is not a locally connected layer",
+                    field=f"layer_weights.{name}",
+                    expected=f"one of {local}",
+                    found=found,
+                )
+            value = neighbour_cosine_loss(hypercolumn_sheet(modules[name], name), self.wrap)
+            total = weight * value if total is None else total + weight * value
+            per_layer[name] = value.detach()
+        return total, per_layer  # type: ignore[return-value]
