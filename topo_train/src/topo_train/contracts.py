@@ -5,7 +5,8 @@ in through three objects, each built from its config group: a :class:`DataModule
 an :class:`Objective` (``loss=``) and, where its units sit on a fixed cortical sheet,
 :class:`RunHooks` (``positions=``). Everything particular to a family — two augmented views,
 a classifier's class count, per-neuron correlations, learned positions — lives behind these
-methods. Objectives share defaults through :class:`topo_train.objectives.base.BaseObjective`.
+methods. Objectives share defaults through :class:`topo_train.objectives.base.BaseObjective`,
+which also adds any :class:`Regulariser` of the weights (``loss.regularisers``) to a family's loss.
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ class Objective(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class Regulariser(Protocol):
+    """A term of the model's weights that any objective adds to its loss
+    (``loss.regularisers``): TopoLoss, a wiring cost, the neighbour-cosine smoothness …"""
+
+    def __call__(self, model: nn.Module) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        """Every training step: (weighted total to add to the loss, {layer: value (detached)})."""
+
+    def check(self, model: nn.Module) -> Any:
+        """Once, before any step (from :meth:`Objective.check_model`): refuse, with a clear
+        error, a model whose layers do not fit (a missing layer, a wrong unit count)."""
 
 
 @runtime_checkable

@@ -129,12 +129,10 @@ class NeighbourCosineLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"layer_weights={self.layer_weights}, wrap={self.wrap}"
 
-    def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model = unwrap_model(model)
-        modules = dict(model.named_modules())
-        total: torch.Tensor | None = None
-        per_layer: dict[str, torch.Tensor] = {}
-        for name, weight in self.layer_weights.items():
+    def check(self, model: nn.Module) -> dict[str, LocallyConnected2d]:
+        """The named layers; TopoError if one is missing or not locally connected."""
+        modules = dict(unwrap_model(model).named_modules())
+        for name in self.layer_weights:
             if not isinstance(modules.get(name), LocallyConnected2d):
                 local = [n for n, m in modules.items() if isinstance(m, LocallyConnected2d)]
                 found = type(modules[name]).__name__ if name in modules else "no such module"
@@ -144,6 +142,13 @@ class NeighbourCosineLoss(nn.Module):
                     expected=f"one of {local}",
                     found=found,
                 )
+        return {name: modules[name] for name in self.layer_weights}
+
+    def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        modules = self.check(model)
+        total: torch.Tensor | None = None
+        per_layer: dict[str, torch.Tensor] = {}
+        for name, weight in self.layer_weights.items():
             value = neighbour_cosine_loss(hypercolumn_sheet(modules[name], name), self.wrap)
             total = weight * value if total is None else total + weight * value
             per_layer[name] = value.detach()

@@ -241,27 +241,31 @@ class WiringCost(nn.Module):
 
     Args:
         positions: layer name → (post (out, dim), pre (in, dim)) positions, e.g. from
-            ``unit_sheet_positions``; rows follow the weight's output / input channels.
+            ``unit_sheet_positions``; rows follow the weight's output / input channels. None
+            (what a config gives): ``unit_sheet_positions(model, layers, seed)``, laid out
+            when the model is first seen (:meth:`check`).
         layer_weights: layer name → weight ≥ 0 for every layer the cost covers.
         p: exponent of the weight magnitude (ITN: 2).
         q: exponent of the distance (ITN: 2).
         variant: ``"jj"``, ``"norm"`` or ``"dot"`` (module docstring).
+        seed: of the unit sheets when ``positions`` is None.
     """
 
     def __init__(
         self,
-        positions: Mapping[str, PositionPair],
-        layer_weights: Mapping[str, float],
+        positions: Mapping[str, PositionPair] | None = None,
+        layer_weights: Mapping[str, float] | None = None,
         p: float = 2,
         q: float = 2,
         variant: Variant = "jj",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         _check_exponents(p, q, variant)
         if not layer_weights:
             raise TopoError("the wiring cost needs at least one layer", field="layer_weights")
         for name, weight in layer_weights.items():
-            if name not in positions:
+            if positions is not None and name not in positions:
                 raise TopoError(
                     "layer has no positions",
                     field=f"layer_weights.{name}",
@@ -283,7 +287,13 @@ class WiringCost(nn.Module):
             torch.tensor([float(layer_weights[n]) for n in self.layer_names]),
             persistent=False,
         )
+        self.seed = int(seed)
         self.units: dict[str, tuple[int, int]] = {}
+        if positions is not None:
+            self._place(positions)
+
+    def _place(self, positions: Mapping[str, PositionPair]) -> None:
+        """Check the positions and keep each layer's distance^q as a buffer."""
         for index, name in enumerate(self.layer_names):
             post, pre = (_as_array(x) for x in positions[name])
             _check_positions(post, f"positions.{name} (post)")
@@ -307,6 +317,13 @@ class WiringCost(nn.Module):
                 persistent=False,
             )
 
+    def check(self, model: nn.Module) -> list[nn.Linear | nn.Conv2d]:
+        """The covered layers of ``model`` (laying out unit sheets the first time when no
+        positions were given); TopoError if one is missing or has other unit counts."""
+        if not self.units:
+            self._place(unit_sheet_positions(model, self.layer_names, self.seed))
+        return self.layers(model)
+
     def layers(self, model: nn.Module) -> list[nn.Linear | nn.Conv2d]:
         """The covered layers of ``model``; TopoError if one is missing or has other unit counts."""
         model = unwrap_model(model)
@@ -322,7 +339,7 @@ class WiringCost(nn.Module):
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """model → (total, {layer: cost (detached)})."""
         values = []
-        for index, layer in enumerate(self.layers(model)):
+        for index, layer in enumerate(self.check(model)):
             weight = layer.weight
             distance_q = getattr(self, f"distance_q_{index}").to(weight.device, weight.dtype)
             with torch.autocast(weight.device.type, enabled=False):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from topo_train.batches import to_device
-from topo_train.contracts import DataModule
+from topo_train.contracts import DataModule, Regulariser
 from topo_train.run_names import override
 
 
@@ -25,8 +26,38 @@ class BaseObjective(nn.Module):
     test_tier: str | None = None
     progress_metric: str = "loss/total"
 
+    def __init__(self, regularisers: Sequence[Regulariser] = ()) -> None:
+        """``regularisers``: terms of the model's weights added to every step's loss
+        (``loss.regularisers``: TopoLoss, a wiring cost, …), whatever the task."""
+        super().__init__()
+        self.regularisers = nn.ModuleList(regularisers)
+        names = [_metric_name(regulariser) for regulariser in self.regularisers]
+        self.regulariser_names = [
+            name if names.count(name) == 1 else f"{name}_{index}"
+            for index, name in enumerate(names)
+        ]
+
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The family's step loss (``forward``) plus every regulariser's, logged as
+        ``loss/<regulariser>`` and ``<regulariser>/<layer>``; ``loss/total`` includes them."""
+        loss, metrics = super().__call__(model, batch)
+        if not len(self.regularisers):
+            return loss, metrics
+        metrics = dict(metrics)
+        for name, regulariser in zip(self.regulariser_names, self.regularisers, strict=True):
+            total, per_layer = regulariser(model)
+            loss = loss + total
+            metrics[f"loss/{name}"] = total.detach()
+            for layer, value in per_layer.items():
+                metrics[f"{name}/{layer.replace('.', '_')}"] = value
+        metrics["loss/total"] = loss.detach()
+        return loss, metrics
+
     def check_model(self, model: nn.Module) -> None:
-        """Every model is accepted unless a family says otherwise."""
+        """Every model is accepted unless a family says otherwise; each regulariser checks
+        that the layers it names exist and fit (families that override this call it too)."""
+        for regulariser in self.regularisers:
+            regulariser.check(model)
 
     @torch.no_grad()
     def evaluate(
@@ -67,3 +98,8 @@ class BaseObjective(nn.Module):
                 override("positions", run_dir / "positions"),
             ]
         )
+
+
+def _metric_name(regulariser: nn.Module) -> str:
+    """TopoLoss → topo_loss: the class name in snake case, for metric keys."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(regulariser).__name__).lower()

@@ -13,6 +13,7 @@ accuracies are exact for any number of labels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from topo_models import TopoError
 from topo_models.losses import SpatialCosts
 from topo_models.spatial import multitask_cross_entropy, task_correct_counts
 from topo_train.batches import to_device
+from topo_train.contracts import Regulariser
 from topo_train.objectives.base import BaseObjective
 from topo_train.run_names import override
 
@@ -61,8 +63,9 @@ class MultiTaskObjective(BaseObjective):
         where: list[str] | None = None,
         eps: float = 1e-8,
         label_smoothing: float = 0.0,
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(regularisers)
         if positions is not None:
             raise TopoError(
                 "spatial multi-task networks learn their own positions; run without a sheet",
@@ -88,6 +91,7 @@ class MultiTaskObjective(BaseObjective):
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse, before training, a ``where`` naming a missing or non-spatial layer."""
+        super().check_model(model)
         try:
             self.spatial_costs.check(model)
         except TopoError as error:

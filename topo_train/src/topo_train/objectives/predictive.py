@@ -15,7 +15,7 @@ tier (neuron-weighted mean), the early-stopping objective of the published train
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch import nn
 
 from topo_models import TopoError
 from topo_train.batches import to_device
+from topo_train.contracts import Regulariser
 from topo_train.objectives.base import BaseObjective
 from topo_train.run_names import override
 
@@ -86,8 +87,9 @@ class PoissonObjective(BaseObjective):
         detach_core: bool = False,
         eps: float = POISSON_EPS,
         test_tier: str | None = "test",
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(regularisers)
         if positions is not None:
             raise TopoError(
                 "the Poisson objective has no spatial term; run it without positions",

@@ -15,7 +15,7 @@ kernel with its planted one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from topo_models.retina.fit_metrics import (
     window_rates,
 )
 from topo_train.batches import to_device
+from topo_train.contracts import Regulariser
 from topo_train.objectives.base import BaseObjective
 from topo_train.run_names import override
 
@@ -44,13 +45,20 @@ class RetinaPoissonObjective(BaseObjective):
         positions: unused (retina models have no sheet); accepted like every objective.
     """
 
-    def __init__(self, history: int, eps: float = 1e-8, positions: Any = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        history: int,
+        eps: float = 1e-8,
+        positions: Any = None,
+        regularisers: Sequence[Regulariser] = (),
+    ) -> None:
+        super().__init__(regularisers)
         self.history = int(history)
         self.eps = float(eps)
 
     def check_model(self, model: nn.Module) -> None:
         """Refuse a model whose filter memory is longer than the windows' history."""
+        super().check_model(model)
         memory = memory_frames(model)
         if memory - 1 > self.history:
             raise TopoError(

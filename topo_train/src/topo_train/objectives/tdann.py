@@ -9,7 +9,7 @@ every layer's spatial loss (``spatial/layer2_0`` …) for logging.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from topo_models import TopoError
 from topo_models.losses import SpatialCorrelationLoss, nt_xent_loss
+from topo_train.contracts import Regulariser
 from topo_train.objectives.base import BaseObjective
 
 
@@ -77,8 +78,9 @@ class TopographicObjective(BaseObjective):
         version: str,
         neighborhoods_per_step: int,
         seed: int,
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(regularisers)
         weights = resolve_layer_weights(alpha, layer_weights, list(positions))
         self.spatial = SpatialCorrelationLoss(
             positions,
@@ -125,8 +127,11 @@ class SimCLRObjective(TopographicObjective):
         version: str = "relative",
         neighborhoods_per_step: int = 1,
         seed: int = 0,
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        super().__init__(positions, alpha, layer_weights, version, neighborhoods_per_step, seed)
+        super().__init__(
+            positions, alpha, layer_weights, version, neighborhoods_per_step, seed, regularisers
+        )
         if temperature <= 0:
             raise TopoError("temperature must be > 0", field="loss.temperature", found=temperature)
         self.temperature = float(temperature)
@@ -166,8 +171,11 @@ class SupervisedObjective(TopographicObjective):
         neighborhoods_per_step: int = 1,
         label_smoothing: float = 0.0,
         seed: int = 0,
+        regularisers: Sequence[Regulariser] = (),
     ) -> None:
-        super().__init__(positions, alpha, layer_weights, version, neighborhoods_per_step, seed)
+        super().__init__(
+            positions, alpha, layer_weights, version, neighborhoods_per_step, seed, regularisers
+        )
         if not 0.0 <= label_smoothing < 1.0:
             raise TopoError(
                 "label smoothing must be in [0, 1)",
