@@ -19,6 +19,7 @@ from torch import nn
 from topo_models.errors import TopoError
 from topo_models.predictive.cores import Stacked2dCore
 from topo_models.predictive.encoder import FiringRateEncoder
+from topo_models.predictive.position_start import POSITION_STARTS, start_positions_at_fields
 from topo_models.predictive.readouts.gaussian import GaussType
 from topo_models.predictive.readouts.grid import GRID_PREDICTOR_KEYS
 from topo_models.predictive.readouts.multi import MultipleFullGaussian2d
@@ -55,10 +56,6 @@ BASELINE_CNN: dict[str, object] = {
         "final_tanh": True,
     },
 }
-
-# Where the readout positions start: "random" is the published start (the position MLP's own
-# init), "data" the receptive fields estimated from the training trials (see docs/predictive.md).
-POSITION_STARTS = ("random", "data")
 
 # Square sides tried, smallest first, by the dry forward that measures the core's channels.
 _DRY_SIDES = (16, 64, 144)
@@ -321,48 +318,6 @@ def _baseline(
     if position_start == "data":
         start_positions_at_fields(model, rf_centres_px, input_size, input_channels)
     return model
-
-
-def start_positions_at_fields(
-    model: FiringRateEncoder,
-    rf_centres_px: Mapping[str, object] | None,
-    input_size: Sequence[int] | None,
-    input_channels: int,
-) -> None:
-    """Move every session's readout positions to receptive-field centres estimated in pixels.
-
-    ``rf_centres_px``: data key → (n, 2) (x = column, y = row) pixels of the model's input of
-    ``input_size`` (H, W), e.g. ``topo_data.sensorium.receptive_fields.estimate_rf_centres``.
-    Pixels become grid units of the core's output: a core without input padding crops a border,
-    measured here by running it once on a zero image of that size.
-    """
-    if rf_centres_px is None or input_size is None:
-        raise TopoError(
-            "position_start=data needs receptive-field estimates from the data",
-            field="position_start",
-            expected="rf_centres_px and input_size (data=sensorium gives both), or 'random'",
-        )
-    height, width = (int(v) for v in input_size)
-    was_training = model.core.training
-    model.core.eval()
-    try:
-        with torch.no_grad():
-            output, _ = model.core(torch.zeros(1, input_channels, height, width))
-    finally:
-        model.core.train(was_training)
-    out_height, out_width = output.shape[-2:]
-    crop = torch.tensor([(width - out_width) / 2, (height - out_height) / 2])
-    extent = torch.tensor([max(out_width - 1, 1), max(out_height - 1, 1)], dtype=torch.float32)
-    for key, readout in model.readout.items():
-        if key not in rf_centres_px:
-            raise TopoError(
-                "no receptive-field estimates for a session",
-                field="rf_centres_px",
-                expected=list(model.readout),
-                found=sorted(rf_centres_px),
-            )
-        pixels = torch.as_tensor(np.asarray(rf_centres_px[key], dtype=np.float32))
-        readout.start_positions_at(2 * (pixels - crop) / extent - 1)
 
 
 @register_model("sensorium_cnn", "topo_models.predictive.sensorium_cnn")
