@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
+from topo_models.losses.layer_weights import checked_layer_weights
 from topo_models.losses.spatial_costs import unwrap_model
 from topo_models.trunks.locally_connected import LocallyConnected2d
 
@@ -108,22 +109,7 @@ class NeighbourCosineLoss(nn.Module):
 
     def __init__(self, layer_weights: Mapping[str, float], wrap: bool = True) -> None:
         super().__init__()
-        if not isinstance(layer_weights, Mapping) or not layer_weights:
-            raise TopoError(
-                "layer_weights maps layer names to weights",
-                field="layer_weights",
-                expected="a non-empty {layer name: weight} dict",
-                found=layer_weights,
-            )
-        for name, weight in layer_weights.items():
-            is_real = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-            if not (isinstance(name, str) and is_real and math.isfinite(weight) and weight >= 0):
-                raise TopoError(
-                    "a layer weight is a finite number >= 0 keyed by a layer name",
-                    field=f"layer_weights.{name}",
-                    found=weight,
-                )
-        self.layer_weights = {name: float(weight) for name, weight in layer_weights.items()}
+        self.layer_weights = checked_layer_weights(layer_weights, "NeighbourCosineLoss")
         self.wrap = bool(wrap)
 
     def extra_repr(self) -> str:

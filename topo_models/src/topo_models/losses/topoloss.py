@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models.errors import TopoError
+from topo_models.losses.layer_weights import checked_layer_weights
 from topo_models.losses.spatial_costs import unwrap_model
 
 INTERPOLATIONS = ("bilinear", "nearest", "antialiased")
@@ -294,29 +295,7 @@ class TopoLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_interpolation(interpolation)
-        if not isinstance(layer_weights, Mapping) or not layer_weights:
-            raise TopoError(
-                "TopoLoss needs at least one layer",
-                field="layer_weights",
-                expected="{module name: weight >= 0}",
-                found=layer_weights,
-            )
-        for name, weight in layer_weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-                raise TopoError(
-                    "a layer weight is a number",
-                    field=f"layer_weights.{name}",
-                    expected=">= 0",
-                    found=weight,
-                )
-            if not (math.isfinite(weight) and weight >= 0):
-                raise TopoError(
-                    "layer weights are finite and >= 0",
-                    field=f"layer_weights.{name}",
-                    expected=">= 0",
-                    found=weight,
-                )
-        self.layer_weights = {str(name): float(w) for name, w in layer_weights.items()}
+        self.layer_weights = checked_layer_weights(layer_weights, "TopoLoss")
         names = list(self.layer_weights)
         self.factor_h = _per_layer(factor_h, names, "factor_h")
         self.factor_w = _per_layer(factor_w, names, "factor_w")

@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from topo_models.errors import TopoError
+from topo_models.losses.layer_weights import checked_layer_weights
 from topo_models.losses.spatial_costs import unwrap_model
 
 Variant = Literal["jj", "norm", "dot"]
@@ -262,23 +263,14 @@ class WiringCost(nn.Module):
     ) -> None:
         super().__init__()
         _check_exponents(p, q, variant)
-        if not layer_weights:
-            raise TopoError("the wiring cost needs at least one layer", field="layer_weights")
-        for name, weight in layer_weights.items():
+        layer_weights = checked_layer_weights(layer_weights, "the wiring cost")
+        for name in layer_weights:
             if positions is not None and name not in positions:
                 raise TopoError(
                     "layer has no positions",
                     field=f"layer_weights.{name}",
                     expected=sorted(positions),
                     found=name,
-                )
-            number = isinstance(weight, Real) and not isinstance(weight, bool)
-            if not (number and math.isfinite(weight) and weight >= 0):
-                raise TopoError(
-                    "layer weights must be finite and >= 0",
-                    field=f"layer_weights.{name}",
-                    expected=">= 0",
-                    found=weight,
                 )
         self.layer_names: tuple[str, ...] = tuple(layer_weights)
         self.p, self.q, self.variant = float(p), float(q), variant
