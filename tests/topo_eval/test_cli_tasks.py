@@ -31,6 +31,7 @@ LOGGED = {
     "retina_fit": ["checkpoint"],
     "topography": ["checkpoint", "positions", "topography"],
     "topography_sweep": ["sweep_dir", "topography"],
+    "regulariser_benchmark": ["sweep_dir", "topography"],
     "positions": ["positions", "checkpoint"],
     "retina_report": ["output_dir", "retina", "retina_report"],
 }
@@ -60,6 +61,7 @@ def test_scores_are_tracked_by_default_and_inspections_are_not():
         "retina_fit",
         "topography",
         "topography_sweep",
+        "regulariser_benchmark",
     }
 
 

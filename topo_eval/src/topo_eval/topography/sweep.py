@@ -48,7 +48,7 @@ def sweep_runs(sweep: str, tracking_uri: str | None = None) -> dict[str, Path]:
     root = Path(sweep)
     if root.is_dir():
         found = {
-            path.parent.relative_to(root).as_posix() or root.name: path.parent
+            _run_name(path.parent, root): path.parent
             for path in sorted(root.rglob("model.pt"))
             if not (path.parent / "FAILED").exists()
         }
@@ -69,6 +69,12 @@ def sweep_runs(sweep: str, tracking_uri: str | None = None) -> dict[str, Path]:
             expected="<job>/model.pt for each job",
         )
     return found
+
+
+def _run_name(run_dir: Path, root: Path) -> str:
+    """The run's folder relative to the sweep's; the folder's own name when it is the root."""
+    relative = run_dir.relative_to(root)
+    return root.name if relative == Path(".") else relative.as_posix()
 
 
 def _mlflow_children(parent: str, tracking_uri: str) -> dict[str, Path]:

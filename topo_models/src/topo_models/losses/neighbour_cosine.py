@@ -11,6 +11,12 @@ loss of a layer is
 0 when neighbours agree, 1 when they point opposite ways. Pairs wrap around the sheet's borders
 by default, as in the original; without wrap only the pairs inside the sheet count (and the two
 directions' means are still averaged with equal weight).
+
+On a trunk with weight sharing (a Conv2d or Linear layer) the same loss acts on the layer's
+channels: channel c at row c // w, column c % w of the most-square h × w grid (TopoLoss's
+layout), its vector its flattened kernel and bias. The channels then form one small sheet
+that every output position shares, which is what All-TNN's hypercolumns become once the
+weights are shared.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +32,11 @@ from torch import nn
 from topo_models.errors import TopoError
 from topo_models.losses.layer_weights import checked_layer_weights
 from topo_models.losses.spatial_costs import unwrap_model
+from topo_models.losses.topoloss import sheet_shape
+from topo_models.positions.channel_layouts import channel_grid
 from topo_models.trunks.locally_connected import LocallyConnected2d
+
+SHEET_LAYERS = (LocallyConnected2d, nn.Conv2d, nn.Linear)
 
 
 def neighbour_cosine_loss(sheet: torch.Tensor, wrap: bool = True) -> torch.Tensor:
@@ -94,8 +105,37 @@ def hypercolumn_sheet(layer: LocallyConnected2d, name: str = "layer") -> torch.T
     return blocks.reshape(out_h * side, out_w * side, depth)
 
 
+def channel_sheet(layer: nn.Conv2d | nn.Linear, name: str = "layer") -> torch.Tensor:
+    """A weight-shared layer's channels as a sheet of [kernel, bias] vectors, (h, w, D).
+
+    Channel c sits at row c // w, column c % w of the most-square h × w grid; a unit count
+    whose only grid is a line (a prime) is refused: a line has no bottom neighbours.
+    """
+    weight = layer.weight
+    h, w = sheet_shape(weight.shape[0])
+    if h < 2:
+        raise TopoError(
+            f"layer {name!r} cannot be laid on a sheet of at least 2 × 2 channels",
+            field=f"{name}.weight",
+            expected="a channel count with a divisor between 2 and its square root",
+            found=weight.shape[0],
+        )
+    vectors = weight.reshape(weight.shape[0], -1)
+    if layer.bias is not None:
+        vectors = torch.cat([vectors, layer.bias.unsqueeze(1)], dim=1)
+    return vectors.reshape(h, w, -1)
+
+
+def layer_sheet(layer: nn.Module, name: str = "layer") -> torch.Tensor:
+    """The sheet the loss smooths: hypercolumns of a locally connected layer, else channels."""
+    if isinstance(layer, LocallyConnected2d):
+        return hypercolumn_sheet(layer, name)
+    return channel_sheet(layer, name)  # type: ignore[arg-type]
+
+
 class NeighbourCosineLoss(nn.Module):
-    """Σ_l w_l · neighbour_cosine_loss(sheet of layer l) over named locally connected layers.
+    """Σ_l w_l · neighbour_cosine_loss(sheet of layer l) over named layers: locally connected
+    ones (All-TNN's sheets), or Conv2d / Linear ones (their channel sheets).
 
     All-TNN's spatial term is α · Σ_l f_l · L_l (α = 10 for the main model, f_l = 1): pass
     ``layer_weights = {name: α · f_l}``. ``loss(model)`` returns ``(total, per_layer)``: the
@@ -115,27 +155,41 @@ class NeighbourCosineLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"layer_weights={self.layer_weights}, wrap={self.wrap}"
 
-    def check(self, model: nn.Module) -> dict[str, LocallyConnected2d]:
-        """The named layers; TopoError if one is missing or not locally connected."""
+    def check(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The named layers; TopoError if one is missing, of another kind, or has no sheet."""
         modules = dict(unwrap_model(model).named_modules())
         for name in self.layer_weights:
-            if not isinstance(modules.get(name), LocallyConnected2d):
-                local = [n for n, m in modules.items() if isinstance(m, LocallyConnected2d)]
+            if not isinstance(modules.get(name), SHEET_LAYERS):
+                local = [n for n, m in modules.items() if isinstance(m, SHEET_LAYERS)]
+                shown = local[:8] + (["…"] if len(local) > 8 else [])
                 found = type(modules[name]).__name__ if name in modules else "no such module"
                 raise TopoError(
-                    f"layer_weights names {name!r}, which is not a locally connected layer",
+                    f"layer_weights names {name!r}, which is not a locally connected, "
+                    "Conv2d or Linear layer",
                     field=f"layer_weights.{name}",
-                    expected=f"one of {local}",
+                    expected=f"one of {shown}",
                     found=found,
                 )
+            with torch.no_grad():
+                layer_sheet(modules[name], name)  # refuses a layer that has no sheet
         return {name: modules[name] for name in self.layer_weights}
+
+    def channel_positions(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Where the loss puts each output channel of a weight-shared layer, in [0, 1]² (the
+        grid of :func:`channel_sheet`); locally connected layers place their units
+        themselves (``sheet_positions`` of the ``all_tnn`` trunk) and are left out."""
+        return {
+            name: channel_grid(layer.weight.shape[0])
+            for name, layer in self.check(model).items()
+            if not isinstance(layer, LocallyConnected2d)
+        }
 
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         modules = self.check(model)
         total: torch.Tensor | None = None
         per_layer: dict[str, torch.Tensor] = {}
         for name, weight in self.layer_weights.items():
-            value = neighbour_cosine_loss(hypercolumn_sheet(modules[name], name), self.wrap)
+            value = neighbour_cosine_loss(layer_sheet(modules[name], name), self.wrap)
             total = weight * value if total is None else total + weight * value
             per_layer[name] = value.detach()
         return total, per_layer  # type: ignore[return-value]

@@ -43,6 +43,7 @@ import math
 import weakref
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -329,6 +330,14 @@ class TopoLoss(nn.Module):
             _check_weight(module.weight, self.factor_h[name], self.factor_w[name], name)
             layers[name] = module
         return layers
+
+    def channel_positions(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Where the loss puts each output unit (channel) of its layers, in [0, 1]²: the
+        row-major cell centres of the layer's sheet (what the topography of a run is measured
+        on, see ``topo_models.positions.tile_channels``)."""
+        from topo_models.positions.channel_layouts import channel_grid
+
+        return {name: channel_grid(m.weight.shape[0]) for name, m in self.check(model).items()}
 
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """model → (total: scalar, {layer: its loss, detached})."""

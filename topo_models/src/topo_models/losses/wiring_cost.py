@@ -281,6 +281,7 @@ class WiringCost(nn.Module):
         )
         self.seed = int(seed)
         self.units: dict[str, tuple[int, int]] = {}
+        self.post_positions: dict[str, np.ndarray] = {}
         if positions is not None:
             self._place(positions)
 
@@ -298,6 +299,7 @@ class WiringCost(nn.Module):
                     found=f"dim {pre.shape[1]}",
                 )
             self.units[name] = (len(post), len(pre))
+            self.post_positions[name] = post
             distances = torch.cdist(
                 torch.from_numpy(post),
                 torch.from_numpy(pre),
@@ -315,6 +317,12 @@ class WiringCost(nn.Module):
         if not self.units:
             self._place(unit_sheet_positions(model, self.layer_names, self.seed))
         return self.layers(model)
+
+    def channel_positions(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Each covered layer's output channels (Linear: features) where the cost places them,
+        ``(out, dim)``: the given post positions, else the seeded unit sheet."""
+        self.check(model)
+        return dict(self.post_positions)
 
     def layers(self, model: nn.Module) -> list[nn.Linear | nn.Conv2d]:
         """The covered layers of ``model``; TopoError if one is missing or has other unit counts."""

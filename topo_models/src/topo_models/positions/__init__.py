@@ -4,6 +4,7 @@ File format and algorithms follow TDANN / spacetorch (see docs/tdann.md); every 
 set carries a scale label (``"training"`` or ``"human"``) because the two must never be mixed.
 """
 
+from topo_models.positions.channel_layouts import channel_grid, tile_channels
 from topo_models.positions.from_directory import PositionsFromDirectory
 from topo_models.positions.layer_positions import LayerPositions
 from topo_models.positions.layouts import (
@@ -28,6 +29,7 @@ __all__ = [
     "RetinotopicLayout",
     "SheetScale",
     "UniformLayout",
+    "channel_grid",
     "convert_scale",
     "get_scale",
     "jitter_coordinates",
@@ -35,5 +37,6 @@ __all__ = [
     "precompute_neighborhoods",
     "retinotopic_coordinates",
     "swap_optimize",
+    "tile_channels",
     "uniform_coordinates",
 ]
