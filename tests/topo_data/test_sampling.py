@@ -171,3 +171,49 @@ def test_replicas_split_each_epoch_into_disjoint_shards():
     single.set_position(epoch=1)
     full = list(single)
     assert tickets[0] == full[0::2][:8] and tickets[1] == full[1::2][:8]
+
+
+@pytest.mark.parametrize("size", [23, 24, 40])
+def test_two_replicas_see_each_sample_at_most_once_and_all_but_the_remainder(size):
+    """Across both ranks an epoch holds every sample once, but the remainder of the epoch's
+    permutation past ``size // (2B) * 2B`` samples — a different set each epoch."""
+    batch = 4
+    kept = size // (2 * batch) * 2 * batch
+    remainders = []
+    for epoch in range(3):
+        shards = []
+        for rank in range(2):
+            sampler = EpochSampler(
+                size, seed=5, drop_last_batch_size=batch, rank=rank, world_size=2
+            )
+            sampler.set_position(epoch)
+            shards.append([t - epoch * size for t in sampler])
+        seen = shards[0] + shards[1]
+        assert len(shards[0]) == len(shards[1]) == kept // 2  # replicas step together
+        counts = np.bincount(seen, minlength=size)
+        assert counts.max() == 1 and counts.sum() == kept
+        remainders.append(frozenset(np.flatnonzero(counts == 0).tolist()))
+    assert all(len(r) == size - kept for r in remainders)
+    if size > kept:
+        assert len(set(remainders)) > 1  # the dropped samples change from epoch to epoch
+
+
+def test_replica_batches_together_are_the_single_process_batch_at_every_step():
+    """Step k of two replicas with batch B trains on the images of step k of one process with
+    batch 2B: rank r's batch is rows r::2 of it, so sums and means over the batch agree."""
+    size, batch = 37, 3
+    single = EpochSampler(size, seed=2, drop_last_batch_size=2 * batch)
+    shards = [
+        EpochSampler(size, seed=2, drop_last_batch_size=batch, rank=r, world_size=2)
+        for r in range(2)
+    ]
+    for epoch in (0, 4):
+        for sampler in (single, *shards):
+            sampler.set_position(epoch)
+        whole = list(single)
+        parts = [list(shard) for shard in shards]
+        assert len(whole) == len(parts[0]) + len(parts[1]) == 36
+        for step in range(len(whole) // (2 * batch)):
+            global_batch = whole[step * 2 * batch : (step + 1) * 2 * batch]
+            for rank in range(2):
+                assert parts[rank][step * batch : (step + 1) * batch] == global_batch[rank::2]

@@ -79,6 +79,12 @@ class EpochSampler(Sampler[int]):
         rank: this replica's index under DDP; it takes every ``world_size``-th sample of the
             epoch's order, starting at ``rank``.
         world_size: number of replicas sharing each epoch.
+
+    Under DDP with batch B per replica, step k's batches of all replicas are together step k's
+    batch of one process with batch ``world_size`` × B (rank r holds its rows r::world_size),
+    and no sample is dealt twice in an epoch. The last ``num_samples mod (world_size × B)``
+    samples of the epoch's order are left out, as one such process leaves them out; the order
+    changes every epoch, and so do they (docs/distributed.md).
     """
 
     def __init__(

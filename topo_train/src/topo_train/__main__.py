@@ -18,17 +18,18 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from topo_train.run_lock import RunDirectoryBusy
 from topo_train.run_names import readable_run_name
 from topo_train.sweep import (
     FAILED_MARKER,
     end_interrupted_sweep,
+    finished_run,
     record_failure,
     swept_overrides,
 )
-from topo_train.train import make_positions, train
+from topo_train.train import make_positions, train, with_objective_requirements
 
 log = logging.getLogger("topo_train")
 __all__ = ["main"]
@@ -75,10 +76,11 @@ def main(cfg: DictConfig) -> dict | None:
         make_positions(cfg)
         return None
     marker = Path(cfg.run_dir) / FAILED_MARKER
+    failed_before = marker.exists()  # retried: never skipped as finished
     marker.unlink(missing_ok=True)
     logging.captureWarnings(True)  # warnings land in the run's log file too
     try:
-        metrics = _run(cfg, hydra_cfg)
+        metrics = _run(cfg, hydra_cfg, retry=failed_before)
     except KeyboardInterrupt:
         log.warning("%s", interrupted_line())  # in the run's log file as well as on screen
         raise SystemExit(INTERRUPTED_EXIT) from None
@@ -87,19 +89,31 @@ def main(cfg: DictConfig) -> dict | None:
     return metrics
 
 
-def _run(cfg: DictConfig, hydra_cfg: DictConfig) -> dict | None:
+def _run(cfg: DictConfig, hydra_cfg: DictConfig, retry: bool = False) -> dict | None:
+    """Train; in a sweep, skip a job that already finished and record a failure instead of
+    raising it."""
     name = run_name(hydra_cfg)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return train(cfg, run_name=name)
+    run_dir = Path(cfg.run_dir)
     try:
+        if not retry:
+            config = OmegaConf.to_container(with_objective_requirements(cfg), resolve=True)
+            finished = finished_run(run_dir, config)
+            if finished is not None:
+                log.info(
+                    "%s already finished with this config: skipped (not trained again)", run_dir
+                )
+                return finished
         return train(cfg, run_name=name)
     except Exception as error:  # one job's failure must not stop the sweep
         log.error("job failed: %s", error)
         record_failure(
-            Path(cfg.run_dir),
+            run_dir,
             Path(hydra_cfg.sweep.dir),
-            f"{hydra_cfg.job.num}-{Path(cfg.run_dir).name}",
+            f"{hydra_cfg.job.num}-{run_dir.name}",
             mark_run_dir=not isinstance(error, RunDirectoryBusy),  # not another's directory
+            log_file=Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log",
         )
         return None
 

@@ -156,7 +156,12 @@ def run_summary(
     if tracking_uri is not None and run_id is not None:
         uri = sqlite_absolute(tracking_uri)
         lines.append(f"MLflow run {run_id} in {uri}")
-        lines.append(f"  browse it:  mlflow ui --backend-store-uri {uri}")
+        server = uri.startswith(("http://", "https://"))
+        lines.append(
+            f"  browse it:  {uri}"
+            if server
+            else f"  browse it:  mlflow ui --backend-store-uri {uri}"
+        )
     if evaluation_command is not None:
         lines.append("evaluate it:")
         lines.append(f"  {evaluation_command}")

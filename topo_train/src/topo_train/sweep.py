@@ -9,7 +9,9 @@ run, and passes all three to the jobs through environment variables (inherited b
 and by submitit's SLURM jobs). A job that fails writes its traceback under
 ``<sweep dir>/.failures/<sweep id>/`` (and ``FAILED`` in its own run directory, unless another
 process holds that); at the end the callback prints a table of the jobs (status and key
-metrics), reports this sweep's failures only and exits 1 if there were any. In MLflow the parent
+metrics), reports this sweep's failures only (each job's directory, log file and traceback) and
+exits 1 if there were any. The same command again retries the failed jobs and skips those that
+finished (:func:`finished_run`), which are not trained again. In MLflow the parent
 run is named after the sweep's overrides, each job's run after its own values of the swept keys.
 """
 
@@ -24,13 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
+from topo_models.safe_load import read_torch_file
+from topo_train.config_diff import config_differences
 from topo_train.run_names import legacy_dirname, run_dirname
-from topo_train.run_summary import sweep_table
+from topo_train.run_summary import last_values, sweep_table
 from topo_train.tracking import PARENT_RUN_ENV, ensure_experiment
+from topo_train.train import MODEL_FILE
+from topo_train.trainer import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +84,54 @@ def swept_overrides(job_overrides: list[str]) -> list[str]:
     return [o for o in job_overrides if _key(o) in keys]
 
 
-def record_failure(run_dir: Path, sweep_dir: Path, job_name: str, mark_run_dir: bool) -> Path:
-    """Write the current exception's traceback where this sweep's callback will find it."""
-    text = f"run_dir: {run_dir}\n{traceback.format_exc()}"
+def record_failure(
+    run_dir: Path, sweep_dir: Path, job_name: str, mark_run_dir: bool, log_file: Path | None = None
+) -> Path:
+    """Write the current exception's traceback where this sweep's callback will find it (first
+    lines: the run directory and the job's log file, which the sweep's report names)."""
+    text = f"run_dir: {run_dir}\nlog: {log_file or '-'}\n{traceback.format_exc()}"
     sweep_id = os.environ.get(SWEEP_ID_ENV, "no-sweep-id")
     path = sweep_dir / FAILURES_DIR / sweep_id / f"{job_name}.txt"
     atomic_write_bytes(text.encode(), path)
     if mark_run_dir:
         atomic_write_bytes(text.encode(), run_dir / FAILED_MARKER)
     return path
+
+
+def failure_record(path: Path) -> tuple[str, str]:
+    """(run directory, log file) of a failure written by :func:`record_failure`."""
+    lines = path.read_text().splitlines()
+    run_dir = lines[0].removeprefix("run_dir: ") if lines else str(path)
+    log_file = (
+        lines[1].removeprefix("log: ") if len(lines) > 1 and lines[1].startswith("log: ") else "-"
+    )
+    return run_dir, log_file
+
+
+def finished_run(run_dir: Path, config: dict[str, Any]) -> dict[str, float] | None:
+    """The last metrics of a run that already finished in ``run_dir`` with ``config`` (its
+    ``model.pt`` written from the same config, no ``FAILED`` marker); None: train it.
+
+    Re-running a sweep after some of its jobs failed then trains only those; a finished job
+    is not trained (nor its files and MLflow run rewritten) again. A different config is not
+    skipped: the run's own resume check refuses or restarts it.
+    """
+    model_path = run_dir / MODEL_FILE
+    if not model_path.is_file() or (run_dir / FAILED_MARKER).exists():
+        return None
+    try:
+        saved = read_torch_file(model_path)
+    except TopoError as error:
+        log.warning("%s is unreadable (%s); training the job again", model_path, error.found)
+        return None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config_yaml"), str):
+        return None
+    earlier = OmegaConf.to_container(OmegaConf.create(saved["config_yaml"]))
+    if config_differences(earlier, config):
+        return None
+    last = last_values(run_dir / METRICS_FILE)
+    last.pop("step", None)
+    return {k: float(v) for k, v in last.items() if isinstance(v, int | float)}
 
 
 # The parent run of the sweep in progress in this process: (tracking URI, run id). Ctrl-C ends a
@@ -147,7 +192,8 @@ class MLflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         records = sorted((sweep_dir / FAILURES_DIR / str(self.sweep_id)).glob("*.txt"))
-        failed = [r.read_text().splitlines()[0].removeprefix("run_dir: ") for r in records]
+        failures = [failure_record(r) for r in records]
+        failed = [run_dir for run_dir, _ in failures]
         if self.parent_run_id is not None:
             import mlflow
 
@@ -161,12 +207,15 @@ class MLflowSweepCallback(Callback):
         if sweep_dir.is_dir():
             log.info("%s", sweep_table(sweep_dir, failed))
         if failed:
-            error = TopoError(
-                f"{len(failed)} sweep job(s) failed; the others completed. Each traceback is in "
-                f"{records[0].parent}",
-                file=sweep_dir,
-                found=failed,
+            jobs = "\n".join(
+                f"  {run_dir}\n    log: {log_file}\n    traceback: {record}"
+                for (run_dir, log_file), record in zip(failures, records, strict=True)
             )
-            log.error("%s", error)
+            log.error(
+                "%d sweep job(s) failed; the others completed:\n%s\nRun the same command again to "
+                "retry the failed job(s): finished jobs are skipped, not trained again.",
+                len(failed),
+                jobs,
+            )
             # Hydra turns callback exceptions into warnings; the sweep's exit status must say it.
             raise SystemExit(1)

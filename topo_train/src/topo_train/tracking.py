@@ -82,9 +82,17 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        return client.create_experiment(
-            experiment_name, artifact_location=_artifact_root(tracking_uri)
-        )
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.create_experiment(
+                experiment_name, artifact_location=_artifact_root(tracking_uri)
+            )
+        except MlflowException:  # an MLflow server has no file lock: another job made it first
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
 
 class NullTracker:
@@ -138,6 +146,9 @@ class MLflowTracker:
         params."""
         import mlflow
 
+        from topo_train import dvc_experiments  # imports this module
+
+        self.tracking_uri = dvc_experiments.tracking_uri(self.tracking_uri)
         experiment_id = ensure_experiment(self.tracking_uri, self.experiment_name)
         self._client = mlflow.MlflowClient(self.tracking_uri)
         if run_id is not None and self._continue(run_id):
@@ -146,6 +157,7 @@ class MLflowTracker:
         parent = os.environ.get(PARENT_RUN_ENV)
         if parent:
             tags["mlflow.parentRunId"] = parent
+        tags.update(dvc_experiments.run_tags(self._client, experiment_id, self.tracking_uri))
         run = self._client.create_run(experiment_id, tags=tags, run_name=run_name)
         self.run_id = run.info.run_id
         params = {k: str(v)[:_MAX_PARAM_LENGTH] for k, v in flatten(config)}

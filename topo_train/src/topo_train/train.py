@@ -30,6 +30,7 @@ from topo_train.contracts import DataModule, RunHooks
 from topo_train.loss_figure import FIGURE as LOSS_FIGURE
 from topo_train.loss_figure import write_loss_figure
 from topo_train.optimisers import parameter_groups
+from topo_train.preemption import RequeueExit, deferred_requeue
 from topo_train.run_checkpoints import atomic_torch_save, latest_checkpoint, remove_stale_temp_files
 from topo_train.run_lock import RunDirectoryLock
 from topo_train.run_summary import run_summary, shown_path
@@ -193,6 +194,7 @@ def train(cfg: DictConfig, run_name: str | None = None) -> dict[str, float]:
             if context.is_main:  # one process per run directory; it clears what a kill left
                 held.enter_context(RunDirectoryLock(run_dir))
                 remove_stale_temp_files(run_dir)
+            held.enter_context(deferred_requeue())  # under submitit: checkpoint, then requeue
             return _train(cfg, run_dir, settings, context, run_name or run_dir.name or "run")
     finally:
         close_distributed(context)
@@ -266,6 +268,9 @@ def _train(
         if context.is_main:
             _finish(trainer, hooks, data, run_dir, tracker, config_yaml, model_cfg)
         status = "FINISHED"
+    except RequeueExit:  # SLURM's timeout/preemption: checkpointed, the job is requeued
+        status = "SCHEDULED"
+        raise
     except KeyboardInterrupt:  # Ctrl-C: the run stops where its last checkpoint is
         status = "KILLED"
         raise

@@ -22,6 +22,7 @@ from torch import nn
 
 from topo_models import TopoError
 from topo_models.atomic import atomic_write_bytes
+from topo_train import preemption
 from topo_train.batches import to_device
 from topo_train.contracts import DataModule, Objective
 from topo_train.early_stopping import STOP, EarlyStopping
@@ -355,10 +356,15 @@ class Trainer:
                 )
                 if validate_now:
                     stopped = self._validate_and_watch(last)
-                if stopped or at_end or self.step % settings.checkpoint_every == 0:
+                saved = stopped or at_end or self.step % settings.checkpoint_every == 0
+                if saved:
                     self.save()
                 if stopped or at_end:
                     break
+                if preemption.requested(self.context, self.device):  # SLURM's warning signal
+                    if not saved:
+                        self.save()  # whole file (temp, rename): a kill now loses nothing
+                    preemption.requeue(self.context, self.step)
             epoch, start_batch = epoch + 1, 0
         return last
 
