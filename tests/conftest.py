@@ -21,6 +21,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core: one thread each,
     torch.set_num_threads(1)
 
 
+# The longest files first. pytest-xdist (--dist loadfile) hands whole files to its two workers
+# in collection order, so a long file collected last would run alone at the end while the other
+# core idles; started first, the short files fill in around them.
+LONGEST_FIRST = (
+    "tests/e2e/test_sensorium_training.py",
+    "tests/e2e/test_dvc.py",
+    "tests/e2e/test_readme_commands.py",
+    "tests/e2e/test_topography_trend.py",
+    "tests/e2e/test_spatial_multitask.py",
+    "tests/e2e/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+
+
 def tiny_overrides(tmp_path: Path, run: str = "run") -> list[str]:
     """A run that trains ResNet-18 at 32 px for a few steps in seconds on 2 cores."""
     return [

@@ -33,6 +33,21 @@ TINY = [
     "trainer.val_every=0",
 ]
 LAYOUT = ["positions.n_neighborhoods=300"]
+# The topography stage's report at a size that takes seconds (one analysis per kind of layer)
+SMALL_REPORT = [
+    "topography.gratings.phases=1",
+    "topography.category_set.image_size=32",
+    "topography.category_set.images_per_category=4",
+    "topography.v1.n_samples=2",
+    "topography.v1.sample_size=200",
+    "topography.category.n_samples=2",
+    "topography.category.sample_size=100",
+    "topography.correlation.n_samples=2",
+    "topography.correlation.sample_size=200",
+    "topography.layers.correlation=[layer2.0,layer4.1]",
+    "topography.layers.dimensionality=[layer4.1]",
+    "topography.layers.wiring=[]",
+]
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -82,13 +97,14 @@ def exp_run(repository: Path, overrides: list[str], *flags: str) -> subprocess.C
 
 
 def tiny_swap(repository: Path) -> str:
-    """Few windows and proposals in the swap stage (dvc.yaml's vars), committed: the revision,
-    the baseline of the experiments."""
+    """Few windows and proposals in the swap stage (dvc.yaml's vars) and a small topography
+    report, committed: the revision, the baseline of the experiments."""
     pipeline = repository / "dvc.yaml"
     text = pipeline.read_text()
     for old, new in (
         ("n_windows: 200\n", "n_windows: 20\n"),
         ("per_window: 500", "per_window: 50"),
+        ("topography.progress=false", " ".join(["topography.progress=false", *SMALL_REPORT])),
     ):
         assert text.count(old) == 1, old
         text = text.replace(old, new)

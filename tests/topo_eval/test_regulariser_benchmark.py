@@ -94,6 +94,8 @@ def test_pipeline_params_are_the_composed_experiment_with_its_interpolations(mon
     stages = yaml.safe_load((PIPELINE / "dvc.yaml").read_text())["stages"]
     assert stages["train"]["foreach"] == "${benchmark.grid}"
     assert "runs/${key}" in stages["train"]["do"]["cmd"]
+    shared = "positions_dir=dvc_runs/regulariser_benchmark/positions"  # one sheet for every run
+    assert shared in stages["train"]["do"]["cmd"] and "task=positions" in stages["positions"]["cmd"]
     assert "task=regulariser_benchmark" in stages["report"]["cmd"]
 
 
@@ -149,11 +151,23 @@ def test_the_report_scores_each_run_on_the_sheet_its_method_shapes(tmp_path):
     )
     # TopoLoss's run is measured on its channel sheets, tiled over each block's map
     own = NetworkPositions.load(trained / "positions")
-    measured = NetworkPositions.load(out / "topoloss-strong" / "positions")
+    measured = NetworkPositions.load(out / "sheets" / "topoloss")  # one per method's layout
     for layer in ("layer2.0", "layer4.1"):
         expected = tile_channels(own[layer], channel_grid(own[layer].dims[0])).coordinates
         assert np.allclose(measured[layer].coordinates, expected)
-    assert not (out / "control" / "positions").exists()  # the control keeps TDANN's sheet
+    assert sorted(p.name for p in (out / "sheets").iterdir()) == ["topoloss"]  # none of its own
+    # ... and is scored on the TopoLoss sheet too: a method's topography is its excess over it
+    on_sheet = table.loc["control on the topoloss sheet"]
+    assert (on_sheet.method, on_sheet.sheet, table.loc["control", "sheet"]) == (
+        "none",
+        "topoloss",
+        "tdann",
+    )
+    excess = table["correlation_near above chance"]
+    assert table.loc["topoloss-strong", "topography over control"] == pytest.approx(
+        excess["topoloss-strong"] - excess["control on the topoloss sheet"]
+    )
+    assert table.loc["control", "topography over control"] == 0
     for figure in ("pareto.png", "by_strength.png", "maps.png"):
         assert (out / "figures" / figure).is_file()
     assert metrics["topoloss-strong/accuracy"] == pytest.approx(accuracy)

@@ -69,6 +69,11 @@ def test_the_summary_says_what_the_run_made_and_how_to_see_and_evaluate_it(tmp_p
     )
 
 
+def test_a_run_tracked_on_an_mlflow_server_is_browsed_at_its_address(tmp_path):
+    text = run_summary(tmp_path, {}, "http://127.0.0.1:5000", "abc123", None)
+    assert "browse it:  http://127.0.0.1:5000" in text and "mlflow ui" not in text
+
+
 def loss_targets() -> list[str]:
     return sorted({yaml.safe_load(p.read_text())["_target_"] for p in (CONF / "loss").glob("*")})
 

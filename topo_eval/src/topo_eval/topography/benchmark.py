@@ -14,6 +14,7 @@ The regularisers are rebuilt from each checkpoint's config only through :data:`R
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Mapping
@@ -53,51 +54,82 @@ HEADLINE = {
     "pinwheel_density": "pinwheels per column² (V1 layer)",
     "effective_dimensionality": "effective dimensionality",
 }
-TOPOGRAPHY = "correlation_near above chance"  # the Pareto plot's y
+TOPOGRAPHY = "correlation_near above chance"
+OVER_CONTROL = "topography over control"  # the Pareto plot's y
 
 
 def run_regulariser_benchmark(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float]]:
-    """Every run's topography report in ``<output_dir>/<run>/``; ``benchmark.csv`` and figures."""
+    """Every run's topography report in ``<output_dir>/<run>/``; ``benchmark.csv`` and figures.
+
+    The control is scored on every sheet a method of the grid shapes, too: a ResNet's units
+    correlate with their neighbours on any retinotopic sheet, so a method's topography is its
+    excess over the control on the same sheet (``topography over control``)."""
     runs = benchmark_runs(cfg.get("sweep_dir"), cfg.tracking.tracking_uri)
     log.info("regulariser benchmark: %d runs", len(runs))
+    device = cfg.get("device", "cpu")
     with staged_output(output_dir, TABLE) as staging:
-        rows, maps = [], {}
+        rows, maps, sheets, controls = [], {}, {}, []
+        made: dict[str, Path] = {}  # the tiled sheets written so far, by layout
         for index, (name, run_dir) in enumerate(runs.items()):
             log.info("run %d/%d: %s", index + 1, len(runs), name)
             checkpoint = run_dir / "model.pt"
             row = {"run": name, **benchmark_settings(checkpoint)}
             row["accuracy"] = validation_accuracy(run_dir)
-            positions = method_positions(checkpoint, staging / name / "positions")
-            result = topography_report(
-                checkpoint,
-                cfg.topography,
-                staging / name,
-                None if positions is None else str(positions),
-                cfg.get("device", "cpu"),
-            )
-            row.update(headline_columns(result.table))
-            rows.append(row)
+            positions = method_positions(checkpoint, staging / "sheets", row["method"], made)
+            row["sheet"] = "tdann" if positions is None else row["method"]
+            if positions is not None:
+                sheets.setdefault(row["method"], positions)
+            if row["method"] == "none":
+                controls.append((name, checkpoint, row))
+            given = None if positions is None else str(positions)
+            result = topography_report(checkpoint, cfg.topography, staging / name, given, device)
+            rows.append({**row, **headline_columns(result.table)})
             if result.orientation_map is not None:
-                maps[name] = (row["method"], row["level"], *result.orientation_map, result.units)
-        table = pd.DataFrame(rows).sort_values(["method", "strength"], kind="stable")
+                column = "control" if row["method"] == "none" else row["level"]
+                maps[name] = (row["sheet"], column, *result.orientation_map, result.units)
+        for (name, checkpoint, row), (method, positions) in itertools.product(
+            controls, sheets.items()
+        ):
+            log.info("control %s on the %s sheet", name, method)
+            scored = f"{name} on the {method} sheet"
+            result = topography_report(
+                checkpoint, cfg.topography, staging / scored, str(positions), device
+            )
+            rows.append({**row, "run": scored, "sheet": method, **headline_columns(result.table)})
+            if result.orientation_map is not None:
+                maps[scored] = (method, "control", *result.orientation_map, result.units)
+        table = over_control(pd.DataFrame(rows)).sort_values(
+            ["sheet", "method", "strength"], kind="stable"
+        )
         figures = benchmark_figures(table, maps, staging / "figures")
-        links = [(f"{name}/index.html", f"{name}: its own report") for name in runs]
+        links = [(f"{name}/index.html", f"{name}: its own report") for name in table.run]
         notes = [
             f"runs: {cfg.get('sweep_dir')}",
             "accuracy: validation accuracy at the run's last validation",
             f"{TOPOGRAPHY}: per layer, averaged over the layers with positions",
-            "positions: TDANN's for tdann and the control; a weight regulariser's channel "
-            "sheet, tiled over each map's output positions, for the others",
+            f"{OVER_CONTROL}: {TOPOGRAPHY} less the control's on the same sheet",
+            "sheet: TDANN's positions for tdann and the control; a weight regulariser's channel "
+            "sheet, tiled over each map's output positions, for the others (the control is "
+            "scored on each of them too)",
         ]
         write_report(staging / "index.html", "Regulariser benchmark", table, figures, notes, links)
         table.to_csv(staging / TABLE, index=False)
     metrics = {
         f"{row['run']}/{column}": float(row[column])
-        for row in rows
-        for column in ("accuracy", TOPOGRAPHY, *HEADLINE)
-        if column in row and np.isfinite(row[column])
+        for row in table.to_dict("records")
+        for column in ("accuracy", TOPOGRAPHY, OVER_CONTROL, *HEADLINE)
+        if np.isfinite(row[column])
     }
     return Path(output_dir) / TABLE, metrics
+
+
+def over_control(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``topography over control``: each row's score less the mean score of the
+    control rows on its sheet (NaN where the grid has no control)."""
+    control = table[table.method == "none"].groupby("sheet")[TOPOGRAPHY].mean()
+    table = table.copy()
+    table[OVER_CONTROL] = table[TOPOGRAPHY] - table.sheet.map(control)
+    return table
 
 
 def benchmark_runs(sources: object, tracking_uri: str | None) -> dict[str, Path]:
@@ -146,18 +178,29 @@ def validation_accuracy(run_dir: Path) -> float:
     return found
 
 
-def method_positions(checkpoint: Path, folder: Path) -> Path | None:
-    """The sheet a run's weight regularisers shape, written under ``folder`` (None when the run
-    has none: its own positions are the ones its loss used).
+def method_positions(
+    checkpoint: Path, root: Path, method: str, made: dict[str, Path]
+) -> Path | None:
+    """The sheet a run's weight regularisers shape, written once per layout under ``root``
+    (``<method>/``; None when the run has none: its own positions are the ones its loss used).
 
     Each feature layer with positions whose name prefixes a regularised module (``layer2.0`` ←
     ``layer2.0.conv2``; the last such module with the layer's channel count) takes that
-    module's channel positions, tiled over the layer's map."""
+    module's channel positions, tiled over the layer's map. The layout depends on which layers
+    are regularised and how, not on their weights: the runs of one method share it."""
     config = _saved_config(checkpoint)
     entries = OmegaConf.select(config, "loss.regularisers", default=None) or []
     entries = OmegaConf.to_container(entries, resolve=True) if entries else []
     if not entries:
         return None
+    layout = json.dumps(
+        [{**entry, "layer_weights": sorted(entry.get("layer_weights") or {})} for entry in entries],
+        sort_keys=True,
+        default=str,
+    )
+    if layout in made:
+        return made[layout]
+    folder = root / (method if not (root / method).exists() else f"{method}-{len(made)}")
     model = load_trained_model(checkpoint)
     channels: dict[str, np.ndarray] = {}
     for index, entry in enumerate(entries):
@@ -176,6 +219,7 @@ def method_positions(checkpoint: Path, folder: Path) -> Path | None:
         ]
         layers[name] = tile_channels(layer, channels[matching[-1]]) if matching else layer
     NetworkPositions(layers, scale=own.scale).save(folder)
+    made[layout] = folder
     return folder
 
 
@@ -196,12 +240,16 @@ def benchmark_figures(
 ) -> list[tuple[str, str]]:
     """The Pareto plot, metrics against strength, and the map grid (when maps were made)."""
     figures = []
-    write_figure(plot_pareto(table, "accuracy", TOPOGRAPHY), folder / "pareto.png")
-    figures.append(("figures/pareto.png", f"validation accuracy against {TOPOGRAPHY}"))
-    shown = [c for c in (TOPOGRAPHY, "accuracy", *HEADLINE) if table[c].notna().any()]
-    write_figure(plot_metrics_by_strength(table, shown), folder / "by_strength.png")
+    plotted = table[(table.method != "none") | (table.sheet == "tdann")]  # the control once
+    y = OVER_CONTROL if plotted[OVER_CONTROL].notna().any() else TOPOGRAPHY
+    write_figure(plot_pareto(plotted, "accuracy", y), folder / "pareto.png")
+    figures.append(("figures/pareto.png", f"validation accuracy against {y}"))
+    shown = [c for c in (OVER_CONTROL, "accuracy", *HEADLINE) if table[c].notna().any()]
+    write_figure(plot_metrics_by_strength(plotted, shown), folder / "by_strength.png")
     figures.append(("figures/by_strength.png", "each metric against strength, per method"))
     if maps:
-        write_figure(plot_map_grid(list(maps.values()), LEVELS), folder / "maps.png")
-        figures.append(("figures/maps.png", "smoothed orientation maps: method × strength"))
+        write_figure(plot_map_grid(list(maps.values()), ("control", *LEVELS)), folder / "maps.png")
+        figures.append(
+            ("figures/maps.png", "smoothed orientation maps: sheet × strength, the control first")
+        )
     return figures

@@ -83,26 +83,24 @@ def plot_metrics_by_strength(table: pd.DataFrame, metrics: Sequence[str]) -> plt
 
 def plot_map_grid(
     maps: Sequence[tuple[str, str, np.ndarray, tuple[float, float, float, float], str]],
-    levels: Sequence[str],
+    columns: Sequence[str],
 ) -> plt.Figure:
-    """Smoothed orientation maps, ``(method, level, values, extent, units)``: one row per
-    method, one column per strength (the control in the first column of its own row)."""
-    methods = sorted({method for method, *_ in maps}, key=lambda m: (m != "none", m))
+    """Smoothed orientation maps, ``(sheet, column, values, extent, units)``: one row per sheet
+    (TDANN's first), one column per strength with the control on that sheet first."""
+    sheets = sorted({sheet for sheet, *_ in maps}, key=lambda s: (s != "tdann", s))
     figure, axes = plt.subplots(
-        len(methods),
-        len(levels),
-        figsize=(3.4 * len(levels), 3.2 * len(methods)),
+        len(sheets),
+        len(columns),
+        figsize=(3.4 * len(columns), 3.2 * len(sheets)),
         squeeze=False,
     )
     for axis in axes.flat:
         axis.axis("off")
-    for method, level, values, extent, units in maps:
-        row = methods.index(method)
-        column = 0 if method == "none" else list(levels).index(level)
-        axis = axes[row, column]
+    for sheet, column, values, extent, units in maps:
+        axis = axes[sheets.index(sheet), list(columns).index(column)]
         axis.axis("on")
-        title = "control" if method == "none" else f"{method}, {level}"
+        title = f"control, {sheet} sheet" if column == "control" else f"{sheet}, {column}"
         plot_orientation_map(values, extent, None, title, units, axis=axis)
-    figure.suptitle("smoothed orientation preference (V1 layer): method × strength")
+    figure.suptitle("smoothed orientation preference (V1 layer): sheet × strength")
     figure.tight_layout()
     return figure
