@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
+from tests.topo_eval.test_topography_task import FAST
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +36,7 @@ TINY = [
 LAYOUT = ["positions.n_neighborhoods=300"]
 # The topography stage's report at a size that takes seconds (one analysis per kind of layer)
 SMALL_REPORT = [
-    "topography.gratings.phases=1",
-    "topography.category_set.image_size=32",
-    "topography.category_set.images_per_category=4",
-    "topography.v1.n_samples=2",
-    "topography.v1.sample_size=200",
-    "topography.category.n_samples=2",
-    "topography.category.sample_size=100",
-    "topography.correlation.n_samples=2",
-    "topography.correlation.sample_size=200",
+    *[override for override in FAST if not override.startswith("topography.progress")],
     "topography.layers.correlation=[layer2.0,layer4.1]",
     "topography.layers.dimensionality=[layer4.1]",
     "topography.layers.wiring=[]",
