@@ -157,6 +157,15 @@ class NeighbourCosineLoss(nn.Module):
 
     def check(self, model: nn.Module) -> dict[str, nn.Module]:
         """The named layers; TopoError if one is missing, of another kind, or has no sheet."""
+        layers = self._layers(model)
+        with torch.no_grad():
+            for name, layer in layers.items():
+                layer_sheet(layer, name)  # refuses a layer that has no sheet
+        return layers
+
+    def _layers(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The named layers; TopoError if one is missing or of another kind (a step's check:
+        building its sheet then refuses a layer that has none, without a second copy)."""
         modules = dict(unwrap_model(model).named_modules())
         for name in self.layer_weights:
             if not isinstance(modules.get(name), SHEET_LAYERS):
@@ -170,8 +179,6 @@ class NeighbourCosineLoss(nn.Module):
                     expected=f"one of {shown}",
                     found=found,
                 )
-            with torch.no_grad():
-                layer_sheet(modules[name], name)  # refuses a layer that has no sheet
         return {name: modules[name] for name in self.layer_weights}
 
     def channel_positions(self, model: nn.Module) -> dict[str, np.ndarray]:
@@ -185,7 +192,7 @@ class NeighbourCosineLoss(nn.Module):
         }
 
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        modules = self.check(model)
+        modules = self._layers(model)
         total: torch.Tensor | None = None
         per_layer: dict[str, torch.Tensor] = {}
         for name, weight in self.layer_weights.items():
