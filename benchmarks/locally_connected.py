@@ -1,17 +1,18 @@
 """Benchmark of ``LocallyConnected2d`` (issue: All-TNN) against a loop over output positions.
 
-Times forward + backward of one locally connected layer of the default ``all_tnn`` trunk
-(``--layer``, default ``sheet0``: 3 → 16 channels, kernel 7, stride 3, padding 3, 64-px input,
-22 × 22 positions; batch 32) in two ways: the layer's forward (one gather of every position's
-patch, one batched product) and the baseline, a Python loop that computes each output position
-from its patch with the same weights. Outputs and gradients (weights, biases, inputs) are
-checked equal first. Steps alternate (A B B A) after a warm-up; each figure is a median. On a
-loaded machine the layer's multi-threaded kernels wait for descheduled threads; ``--threads 1``
-measures without them.
+Times forward + backward of each locally connected layer of the default ``all_tnn`` trunk
+(``--layer``, default ``all``: the six layers one after the other, and their sum, the trunk's
+locally connected work in a training step; ``sheet0`` is 3 → 16 channels, kernel 7, stride 3,
+padding 3, 64-px input, 22 × 22 positions; batch 32) in two ways: the layer's forward (one
+gather of every position's patch, one batched product) and the baseline, a Python loop that
+computes each output position from its patch with the same weights. Outputs and gradients
+(weights, biases, inputs) are checked equal first. Steps alternate (A B B A) after a warm-up;
+each figure is a median. On a loaded machine the layer's multi-threaded kernels wait for
+descheduled threads; ``--threads 1`` measures without them.
 
 Prints ``name: value unit (ratio X.XX vs <baseline>)``; the ratio is the loop's time over the
-layer's (a speed-up), and the budget is >= 5. Run: ``python benchmarks/locally_connected.py``
-(``--rounds`` ABBA rounds, default 20).
+layer's (a speed-up), and the budget is >= 5 (with ``all``, judged on the sum). Run:
+``python benchmarks/locally_connected.py`` (``--rounds`` ABBA rounds, default 20).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BUDGET = 5.0
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layer", choices=SHEET_NAMES, default="sheet0")
+    parser.add_argument("--layer", choices=(*SHEET_NAMES, "all"), default="all")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2, help="steps of each kind first")
     parser.add_argument("--rounds", type=int, default=20, help="ABBA rounds (2 steps each)")
@@ -74,15 +75,12 @@ def step(layer: LocallyConnected2d, x: torch.Tensor, forward: Callable) -> Calla
     return run
 
 
-def main() -> None:
-    args = parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    layer = all_tnn().sheets()[args.layer]
+def measure(name: str, layer: LocallyConnected2d, args: argparse.Namespace) -> tuple[float, float]:
+    """Median forward + backward seconds of (the layer, the loop), outputs and gradients checked
+    equal first; prints one line."""
     # Inside the trunk only the first layer's input (the image) needs no gradient.
     x = torch.randn(args.batch, layer.in_channels, *layer.input_size)
-    x.requires_grad_(args.layer != SHEET_NAMES[0])
+    x.requires_grad_(name != SHEET_NAMES[0])
 
     ours, loop = layer(x), loop_forward(layer, x)
     torch.testing.assert_close(ours, loop, rtol=1e-4, atol=1e-5)
@@ -106,15 +104,32 @@ def main() -> None:
         times["loop"].append(baseline())
         times["vectorised"].append(vectorised())
     ours_s, loop_s = (statistics.median(times[k]) for k in ("vectorised", "loop"))
-    ratio = loop_s / ours_s
     positions = layer.output_size[0] * layer.output_size[1]
     print(
-        f"LocallyConnected2d {args.layer} ({layer.in_channels}->{layer.out_channels} channels, "
+        f"LocallyConnected2d {name} ({layer.in_channels}->{layer.out_channels} channels, "
         f"{positions} positions, batch {args.batch}, threads {torch.get_num_threads()}) "
         f"forward+backward: {ours_s * 1e3:.2f} ms "
-        f"(ratio {ratio:.2f} vs a python loop over output positions at {loop_s * 1e3:.2f} ms; "
-        f"equal outputs and gradients)"
+        f"(ratio {loop_s / ours_s:.2f} vs a python loop over output positions at "
+        f"{loop_s * 1e3:.2f} ms; equal outputs and gradients)"
     )
+    return ours_s, loop_s
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    sheets = all_tnn().sheets()
+    names = SHEET_NAMES if args.layer == "all" else (args.layer,)
+    measured = [measure(name, sheets[name], args) for name in names]
+    if len(measured) > 1:
+        ours_s, loop_s = (sum(column) for column in zip(*measured, strict=True))
+        print(
+            f"all six layers of the default all_tnn trunk, forward+backward: {ours_s * 1e3:.2f} ms "
+            f"(ratio {loop_s / ours_s:.2f} vs the loop at {loop_s * 1e3:.2f} ms)"
+        )
+    ratio = loop_s / ours_s if len(measured) > 1 else measured[0][1] / measured[0][0]
     print(f"within budget (ratio >= {BUDGET:g}): {ratio >= BUDGET}")
 
 

@@ -20,6 +20,7 @@ from tests.conftest import CONF, ROOT, tiny_overrides
 from tests.topo_eval.conftest import compose_eval
 from tests.topo_eval.test_topography_task import FAST, tiny_run
 from topo_eval.__main__ import run_task
+from topo_eval.topography.benchmark import method_positions
 from topo_eval.topography.benchmark_figures import pareto_front
 from topo_models.positions import NetworkPositions, channel_grid, tile_channels
 
@@ -49,6 +50,7 @@ def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
         ("topoloss", "strong", 0.0, "topo_models.losses.TopoLoss", 12.5),
         ("wiring_cost", "medium", 0.0, "topo_models.losses.WiringCost", 0.001),
         ("neighbour_cosine", "weak", 0.0, "topo_models.losses.NeighbourCosineLoss", 1.0),
+        ("spatial_costs", "strong", 0.0, "topo_models.losses.ChannelSpatialCosts", 1.0),
     ],
 )
 def test_each_method_and_level_sets_its_own_term_and_nothing_else(
@@ -171,6 +173,23 @@ def test_the_report_scores_each_run_on_the_sheet_its_method_shapes(tmp_path):
     for figure in ("pareto.png", "by_strength.png", "maps.png"):
         assert (out / "figures" / figure).is_file()
     assert metrics["topoloss-strong/accuracy"] == pytest.approx(accuracy)
+
+
+def test_spatial_costs_runs_are_scored_on_the_channel_positions_each_run_learned(tmp_path):
+    runs = tmp_path / "runs"
+    _train_stage(runs / "spatial_costs-medium", "spatial_costs", "medium")
+    checkpoint = runs / "spatial_costs-medium" / "model.pt"
+    made: dict = {}
+    sheet = method_positions(checkpoint, tmp_path / "sheets", "spatial_costs", made)
+    assert sheet == tmp_path / "sheets" / "spatial_costs-medium"  # one sheet per run
+    objective = torch.load(checkpoint.parent / "last.pt", weights_only=True)["objective"]
+    own = NetworkPositions.load(checkpoint.parent / "positions")
+    measured = NetworkPositions.load(sheet)
+    for index, layer in ((2, "layer2.0"), (7, "layer4.1")):
+        learned = objective[f"regularisers.0.positions.{index}"].double().numpy()
+        expected = tile_channels(own[layer], learned).coordinates
+        assert np.allclose(measured[layer].coordinates, expected)
+    assert not np.allclose(measured["layer1.0"].coordinates, own["layer1.0"].coordinates)
 
 
 def test_a_run_that_is_not_part_of_the_benchmark_is_named(tmp_path):

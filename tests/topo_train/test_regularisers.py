@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import tiny_overrides
 from topo_models import TopoError
 from topo_models.losses import (
+    ChannelSpatialCosts,
     NeighbourCosineLoss,
     TopoLoss,
     WiringCost,
@@ -17,9 +19,11 @@ from topo_models.losses import (
     wiring_cost,
 )
 from topo_models.losses.wiring_cost import unit_sheet_positions
+from topo_models.trained import load_trained_model
 from topo_train.contracts import Regulariser
 from topo_train.objectives.base import BaseObjective
 from topo_train.train import train
+from topo_train.trainer import Trainer
 
 
 class MeanSquare(BaseObjective):
@@ -35,7 +39,9 @@ def mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 6))
 
 
-@pytest.mark.parametrize("regulariser", [TopoLoss, WiringCost, NeighbourCosineLoss])
+@pytest.mark.parametrize(
+    "regulariser", [TopoLoss, WiringCost, NeighbourCosineLoss, ChannelSpatialCosts]
+)
 def test_each_weight_regulariser_meets_the_contract(regulariser):
     """Modules (they follow the objective to the run's device) with ``__call__`` and ``check``."""
     members = [name for name in ("__call__", "check") if name in dir(Regulariser)]
@@ -112,3 +118,42 @@ def test_a_config_adds_a_regulariser_to_a_run_of_any_family(tmp_path, compose_tr
     assert logged and all(0 < line["topo_loss/hidden1"] <= 2 for line in logged)
     for line in logged:  # in loss/total beside the task and the (non-negative) spatial costs
         assert line["loss/total"] >= line["loss/task"] + line["loss/topo_loss"] - 1e-5
+
+
+def test_the_loop_learns_channel_positions_on_a_conv_trunk_and_resumes_them_exactly(
+    tmp_path, compose_train, monkeypatch
+):
+    """SpatialNetworks' costs on ResNet-18: the positions are the objective's parameters, so
+    the optimiser moves them (without weight decay) and a killed run resumes them exactly."""
+    method = ["experiment=regulariser_benchmark", "benchmark.method=spatial_costs"]
+    straight = tmp_path / "straight"
+    train(compose_train([*method, *tiny_overrides(tmp_path, "straight")]))
+    original = Trainer.train_step
+
+    def dies_at_step_three(self, batch):
+        if self.step == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose_train([*method, *tiny_overrides(tmp_path, "killed")]))
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train(compose_train([*method, *tiny_overrides(tmp_path, "killed")]))  # resumes at step 2
+
+    state = torch.load(straight / "last.pt", weights_only=True)
+    learned = {k: v for k, v in state["objective"].items() if ".positions." in k}
+    assert len(learned) == 8  # one (channels, 2) parameter per block's conv2
+    fresh = ChannelSpatialCosts(dict.fromkeys(["layer1.0.conv2"], 1.0), seed=0)
+    fresh.check(load_trained_model(straight / "model.pt"))
+    first = learned["regularisers.0.positions.0"]
+    assert first.shape == (64, 2) and not torch.allclose(first, fresh.positions[0].detach())
+    groups = state["optimizer"]["param_groups"]
+    assert any(group["weight_decay"] == 0.0 and len(group["params"]) >= 8 for group in groups)
+    resumed = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["objective"]
+    assert all(torch.equal(learned[k], resumed[k]) for k in learned)
+    a = torch.load(straight / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logged = [json.loads(line) for line in (straight / "metrics.jsonl").open()]
+    assert any("channel_spatial_costs/layer4_1_conv2" in line for line in logged)

@@ -20,8 +20,9 @@ def positions_dir(path, seed: int):
     return path
 
 
-def stored_npz(tmp_path) -> list:
-    return sorted((tmp_path / "mlartifacts").rglob("*.npz"))
+def stored_npz(uri: str) -> list:
+    """The positions files stored beside the SQLite database ``uri`` (``mlartifacts/``)."""
+    return sorted((Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").rglob("*.npz"))
 
 
 def test_two_runs_with_the_same_positions_store_the_files_once(tmp_path, isolated_tracking):
@@ -36,7 +37,7 @@ def test_two_runs_with_the_same_positions_store_the_files_once(tmp_path, isolate
         tracker.end()
         trackers.append(tracker)
     first, second, third = (t.run_id for t in trackers)
-    assert len(stored_npz(tmp_path)) == 4  # two layers of a (= b) and two of c
+    assert len(stored_npz(isolated_tracking)) == 4  # two layers of a (= b) and two of c
     client = mlflow.MlflowClient(isolated_tracking)
     assert {a.path for a in client.list_artifacts(second)} == {"config.yaml", POSITIONS_POINTER}
     local = client.download_artifacts(second, POSITIONS_POINTER, str(tmp_path / "download"))
@@ -53,7 +54,7 @@ def test_two_runs_with_the_same_positions_store_the_files_once(tmp_path, isolate
     again.start({"seed": 0}, run_name="a", run_id=first)
     again.log_positions(same_a)
     again.end()
-    assert len(stored_npz(tmp_path)) == 4
+    assert len(stored_npz(isolated_tracking)) == 4
     assert POSITIONS_POINTER not in {a.path for a in client.list_artifacts(first)}
 
 

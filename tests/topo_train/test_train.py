@@ -22,7 +22,7 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def test_training_writes_checkpoint_positions_figure_and_mlflow_run(
-    tmp_path, compose_train, caplog
+    tmp_path, compose_train, caplog, isolated_tracking
 ):
     caplog.set_level(logging.INFO)
     cfg = compose_train(tiny_overrides(tmp_path))
@@ -34,7 +34,7 @@ def test_training_writes_checkpoint_positions_figure_and_mlflow_run(
     assert [step for step, _ in losses(run_dir)] == [1, 2, 3, 4]
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["step"] == 4
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(isolated_tracking)
     run = client.get_run(state["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["loss.alpha"] == "0.25"
@@ -56,7 +56,7 @@ def test_training_writes_checkpoint_positions_figure_and_mlflow_run(
 
 
 def test_ctrl_c_ends_the_mlflow_run_killed_and_keeps_the_last_checkpoint(
-    tmp_path, compose_train, monkeypatch
+    tmp_path, compose_train, monkeypatch, isolated_tracking
 ):
     from topo_train.trainer import Trainer
 
@@ -74,7 +74,7 @@ def test_ctrl_c_ends_the_mlflow_run_killed_and_keeps_the_last_checkpoint(
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["step"] == 2 and not (run_dir / "model.pt").exists()
     assert not list(run_dir.glob(".*.tmp"))
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(isolated_tracking)
     assert client.get_run(state["mlflow_run_id"]).info.status == "KILLED"
 
 

@@ -237,7 +237,7 @@ def _train(
         )
         log.info("distributed: rank %d of %d on %s", context.rank, context.world_size, device)
     optimizer = instantiate(cfg.optim)(
-        parameter_groups(model, not settings.no_weight_decay_on_norm)
+        parameter_groups(model, not settings.no_weight_decay_on_norm, objective)
     )
     scheduler = instantiate(cfg.sched)(optimizer)
     tracker = instantiate(cfg.tracking) if context.is_main else NullTracker()

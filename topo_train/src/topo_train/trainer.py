@@ -225,7 +225,7 @@ class Trainer:
             self._check_finite(loss)
             loss.backward()
             if self.settings.grad_clip_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
+                nn.utils.clip_grad_norm_(self._trained(), self.settings.grad_clip_norm)
             if not first:
                 first.append(metrics)
             return loss
@@ -235,6 +235,10 @@ class Trainer:
             self.scheduler.step()
         self.step += 1
         return first[0]
+
+    def _trained(self) -> list[torch.Tensor]:
+        """Every parameter the optimiser steps (the model's and any the objective learns)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         self.model.train()
@@ -248,7 +252,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         if self.settings.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
+            nn.utils.clip_grad_norm_(self._trained(), self.settings.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if not is_plateau(self.scheduler):

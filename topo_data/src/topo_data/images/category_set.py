@@ -13,6 +13,8 @@ place) with a ``manifest.json``; ``load_category_set`` reads any such folder, fL
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -20,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import skimage
-import sklearn
 from PIL import Image, ImageOps
 
 from topo_data.errors import TopoDataError
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # category → (files of the dependencies' data folders, crop side as a fraction of the short side)
 _SKIMAGE = "skimage"
 _SKLEARN = "sklearn"
+# Only the packages' data files are read: they are found, never imported (scikit-learn's
+# import alone takes about 2 s, which every topo_train and topo_eval command would pay).
+_DISTRIBUTIONS = {_SKIMAGE: "scikit-image", _SKLEARN: "scikit-learn"}
 SOURCES: dict[str, tuple[tuple[tuple[str, str], ...], tuple[float, float]]] = {
     "faces": (((_SKIMAGE, "lfw_subset.npy"),), (0.80, 1.0)),  # the first 100 are faces
     "characters": (((_SKIMAGE, "text.png"), (_SKIMAGE, "page.png")), (0.35, 0.60)),
@@ -63,15 +66,25 @@ class CategorySet:
     categories: tuple[str, ...]
 
 
+def _version(package: str) -> str:
+    return importlib.metadata.version(_DISTRIBUTIONS[package])
+
+
 def _data_file(package: str, name: str) -> Path:
-    module = skimage if package == _SKIMAGE else sklearn
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise TopoDataError(
+            "the package holding the built-in category set's images is not installed",
+            field=package,
+            expected=f"pip install {_DISTRIBUTIONS[package]}",
+        )
     folder = "data" if package == _SKIMAGE else "datasets/images"
-    path = Path(module.__file__).parent / folder / name
+    path = Path(spec.origin).parent / folder / name
     if not path.is_file():
         raise TopoDataError(
             "an image of the built-in category set is missing from its package",
             file=path,
-            expected=f"a data file of {package} {module.__version__}",
+            expected=f"a data file of {package} {_version(package)}",
         )
     return path
 
@@ -134,8 +147,8 @@ def write_category_set(
         "images_per_category": images_per_category,
         "seed": seed,
         "categories": list(CATEGORIES),
-        "skimage_version": skimage.__version__,
-        "sklearn_version": sklearn.__version__,
+        "skimage_version": _version(_SKIMAGE),
+        "sklearn_version": _version(_SKLEARN),
     }
     if is_built(root, parameters, "a built-in category set"):
         return root

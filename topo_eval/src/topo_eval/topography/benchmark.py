@@ -4,7 +4,8 @@ The runs come from ``experiment=regulariser_benchmark`` (a Hydra sweep directory
 parent run, or the DVC pipeline's run folder). Each is scored by the topography report on the
 sheet its method shapes — TDANN's positions for the spatial correlation loss and the control,
 the channel sheet of the regulariser, tiled over the map's output positions, for a weight
-regulariser (``topo_models.positions.tile_channels``) — and by its validation accuracy. Output:
+regulariser (``topo_models.positions.tile_channels``; the channel positions the run learned for
+SpatialNetworks' costs) — and by its validation accuracy. Output:
 ``benchmark.csv`` (one row per run), the accuracy–topography Pareto plot, each headline metric
 against strength per method, a grid of orientation maps (method × strength), ``index.html``.
 
@@ -34,9 +35,10 @@ from topo_eval.topography.report_html import write_report
 from topo_eval.topography.sweep import _saved_config, sweep_runs
 from topo_eval.topography.task import staged_output, topography_report
 from topo_models import TopoError
-from topo_models.losses import NeighbourCosineLoss, TopoLoss, WiringCost
+from topo_models.losses import ChannelSpatialCosts, NeighbourCosineLoss, TopoLoss, WiringCost
 from topo_models.positions import NetworkPositions, tile_channels
 from topo_models.rebuild import build_from_config
+from topo_models.safe_load import read_torch_file
 from topo_models.trained import load_trained_model
 
 log = logging.getLogger("topo_eval")
@@ -46,7 +48,11 @@ REGULARISERS = {
     "topo_models.losses.TopoLoss": TopoLoss,
     "topo_models.losses.WiringCost": WiringCost,
     "topo_models.losses.NeighbourCosineLoss": NeighbourCosineLoss,
+    "topo_models.losses.ChannelSpatialCosts": ChannelSpatialCosts,
 }
+# The run's last checkpoint: it holds the objective's state, where regularisers keep what they
+# learn (ChannelSpatialCosts' channel positions).
+LAST_CHECKPOINT = "last.pt"
 # Per layer, averaged over the layers that have it: the benchmark's headline columns.
 HEADLINE = {
     "correlation_near": "response correlation of the nearest unit pairs",
@@ -76,9 +82,9 @@ def run_regulariser_benchmark(cfg: DictConfig, output_dir: Path) -> tuple[Path, 
             row = {"run": name, **benchmark_settings(checkpoint)}
             row["accuracy"] = validation_accuracy(run_dir)
             positions = method_positions(checkpoint, staging / "sheets", row["method"], made)
-            row["sheet"] = "tdann" if positions is None else row["method"]
+            row["sheet"] = "tdann" if positions is None else positions.name
             if positions is not None:
-                sheets.setdefault(row["method"], positions)
+                sheets.setdefault(row["sheet"], positions)
             if row["method"] == "none":
                 controls.append((name, checkpoint, row))
             given = None if positions is None else str(positions)
@@ -109,7 +115,8 @@ def run_regulariser_benchmark(cfg: DictConfig, output_dir: Path) -> tuple[Path, 
             f"{TOPOGRAPHY}: per layer, averaged over the layers with positions",
             f"{OVER_CONTROL}: {TOPOGRAPHY} less the control's on the same sheet",
             "sheet: TDANN's positions for tdann and the control; a weight regulariser's channel "
-            "sheet, tiled over each map's output positions, for the others (the control is "
+            "sheet (for spatial_costs, the positions each run learned), tiled over each map's "
+            "output positions, for the others (the control is "
             "scored on each of them too)",
         ]
         write_report(staging / "index.html", "Regulariser benchmark", table, figures, notes, links)
@@ -182,31 +189,43 @@ def method_positions(
     checkpoint: Path, root: Path, method: str, made: dict[str, Path]
 ) -> Path | None:
     """The sheet a run's weight regularisers shape, written once per layout under ``root``
-    (``<method>/``; None when the run has none: its own positions are the ones its loss used).
+    (``<method>/``, or ``<run>/`` for positions the run learned; None when the run has none:
+    its own positions are the ones its loss used).
 
     Each feature layer with positions whose name prefixes a regularised module (``layer2.0`` ←
     ``layer2.0.conv2``; the last such module with the layer's channel count) takes that
-    module's channel positions, tiled over the layer's map. The layout depends on which layers
-    are regularised and how, not on their weights: the runs of one method share it."""
+    module's channel positions, tiled over the layer's map. A fixed layout depends on which
+    layers are regularised and how, not on their weights, so the runs of one method share it;
+    learned channel positions are read from the run's last checkpoint, one sheet per run."""
     config = _saved_config(checkpoint)
     entries = OmegaConf.select(config, "loss.regularisers", default=None) or []
     entries = OmegaConf.to_container(entries, resolve=True) if entries else []
     if not entries:
         return None
+    regularisers = [
+        build_from_config(entry, REGULARISERS, file=checkpoint, field=f"loss.regularisers[{i}]")
+        for i, entry in enumerate(entries)
+    ]
+    learned = any(isinstance(r, ChannelSpatialCosts) for r in regularisers)
     layout = json.dumps(
         [{**entry, "layer_weights": sorted(entry.get("layer_weights") or {})} for entry in entries],
         sort_keys=True,
         default=str,
-    )
+    ) + (str(checkpoint) if learned else "")
     if layout in made:
         return made[layout]
-    folder = root / (method if not (root / method).exists() else f"{method}-{len(made)}")
+    name = checkpoint.parent.name if learned else method
+    folder = root / (name if not (root / name).exists() else f"{name}-{len(made)}")
     model = load_trained_model(checkpoint)
+    if learned:
+        objective = read_torch_file(checkpoint.parent / LAST_CHECKPOINT)["objective"]
+        for index, regulariser in enumerate(regularisers):
+            prefix = f"regularisers.{index}."
+            regulariser.load_state_dict(
+                {k[len(prefix) :]: v for k, v in objective.items() if k.startswith(prefix)}
+            )
     channels: dict[str, np.ndarray] = {}
-    for index, entry in enumerate(entries):
-        regulariser = build_from_config(
-            entry, REGULARISERS, file=checkpoint, field=f"loss.regularisers[{index}]"
-        )
+    for regulariser in regularisers:
         channels.update(regulariser.channel_positions(model))
     own = NetworkPositions.load(checkpoint.parent / "positions")
     layers = {}

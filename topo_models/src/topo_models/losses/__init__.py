@@ -1,8 +1,10 @@
 """Losses of topographic models: spatial correlation (TDANN), SimCLR NT-Xent, the proximity /
-transport costs of spatial networks (Wołczyk et al. 2019), TopoLoss (Deb et al. 2025), the
+transport costs of spatial networks (Wołczyk et al. 2019, also on any trunk with learned channel
+positions), TopoLoss (Deb et al. 2025), the
 wiring cost of interactive topographic networks (Blauch et al. 2022) and the neighbour-cosine
 smoothness of all-topographic networks (Lu et al. 2025)."""
 
+from topo_models.losses.channel_costs import ChannelSpatialCosts
 from topo_models.losses.neighbour_cosine import (
     NeighbourCosineLoss,
     hypercolumn_sheet,
@@ -25,6 +27,7 @@ from topo_models.losses.topoloss import TopoLoss, laplacian_pyramid_loss
 from topo_models.losses.wiring_cost import WiringCost, wiring_cost
 
 __all__ = [
+    "ChannelSpatialCosts",
     "NTXentLoss",
     "NeighbourCosineLoss",
     "ProximityCost",

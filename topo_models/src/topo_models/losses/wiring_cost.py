@@ -184,8 +184,11 @@ def wiring_cost(
     return _cost(weight, distances.pow(q), p, variant)
 
 
-def _layer(model: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
-    """The Linear / Conv2d layer ``name`` of ``model``; TopoError if absent or of another kind."""
+def weight_layer(
+    model: nn.Module, name: str, what: str = "the wiring cost"
+) -> nn.Linear | nn.Conv2d:
+    """The Linear / Conv2d layer ``name`` of ``model``; TopoError if absent or of another kind
+    (``what`` names the regulariser in the error)."""
     try:
         layer = model.get_submodule(name)
     except AttributeError:
@@ -194,9 +197,9 @@ def _layer(model: nn.Module, name: str) -> nn.Linear | nn.Conv2d:
         candidates = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         shown = candidates[:8] + (["…"] if len(candidates) > 8 else [])
         raise TopoError(
-            "the wiring cost names a layer the model does not have"
+            f"{what} names a layer the model does not have"
             if layer is None
-            else "the wiring cost needs a Linear or Conv2d layer",
+            else f"{what} needs a Linear or Conv2d layer",
             field=f"layer_weights.{name}",
             expected=f"a Linear or Conv2d layer of {type(model).__name__}: {shown}",
             found=name if layer is None else f"{name} ({type(layer).__name__})",
@@ -229,7 +232,7 @@ def unit_sheet_positions(
     model = unwrap_model(model)
     positions = {}
     for name in layer_names:
-        n_out, n_in = _layer(model, name).weight.shape[:2]
+        n_out, n_in = weight_layer(model, name).weight.shape[:2]
         positions[name] = (unit_sheet(n_out, seed), unit_sheet(n_in, seed))
     return positions
 
@@ -329,7 +332,7 @@ class WiringCost(nn.Module):
         model = unwrap_model(model)
         layers = []
         for name in self.layer_names:
-            layer = _layer(model, name)
+            layer = weight_layer(model, name)
             _check_counts(
                 tuple(layer.weight.shape), *self.units[name], name, f"positions.{name} ({{side}})"
             )

@@ -47,13 +47,29 @@ def output_size(
     )
 
 
+def patch_index(
+    padded_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    positions: tuple[int, int],
+) -> torch.Tensor:
+    """(positions · kh · kw,) flat index, into the padded input's H · W grid, of every patch
+    element, in the patches' order (position-major, then kernel row, then kernel column)."""
+    (kh, kw), (sh, sw), (out_h, out_w) = kernel_size, stride, positions
+    i, j, dh, dw = torch.meshgrid(
+        torch.arange(out_h), torch.arange(out_w), torch.arange(kh), torch.arange(kw), indexing="ij"
+    )
+    return ((i * sh + dh) * padded_size[1] + (j * sw + dw)).flatten()
+
+
 class _Patches(torch.autograd.Function):
     """Every output position's input patch, (positions, batch, kh·kw·in), from channels-last
     rows (batch, H, W, in) (padding included).
 
-    Forward: one strided view, one copy. Backward: the patches' gradients are added back one
-    kernel offset at a time (kh·kw strided adds over all positions at once); autograd's own
-    backward of the strided view is 2-3 times slower on CPU.
+    Forward: one strided view, one copy. Backward: every patch element's gradient added to its
+    input pixel in one ``index_add_`` over ``index`` (:func:`patch_index`); autograd's own
+    backward of the strided view is 2-3 times slower on CPU, and adding one kernel offset at a
+    time (kh · kw strided adds) 1.1-3 times slower.
     """
 
     @staticmethod
@@ -63,9 +79,11 @@ class _Patches(torch.autograd.Function):
         kernel: tuple[int, int],
         stride: tuple[int, int],
         positions: tuple[int, int],
+        index: torch.Tensor,
     ) -> torch.Tensor:
         (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, positions
-        ctx.geometry = (rows.shape, kernel, stride, positions)
+        ctx.geometry = (rows.shape, kernel, positions)
+        ctx.save_for_backward(index)
         patches = rows.unfold(1, kh, sh).unfold(2, kw, sw)  # (batch, out_h, out_w, in, kh, kw)
         patches = patches.permute(1, 2, 0, 4, 5, 3)  # (out_h, out_w, batch, kh, kw, in)
         return patches.reshape(out_h * out_w, rows.shape[0], -1)
@@ -74,16 +92,15 @@ class _Patches(torch.autograd.Function):
     @once_differentiable
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None, None]:
-        shape, (kh, kw), (sh, sw), (out_h, out_w) = ctx.geometry
-        grad = grad.reshape(out_h, out_w, shape[0], kh, kw, shape[3]).permute(2, 0, 1, 3, 4, 5)
-        rows = grad.new_zeros(shape)
-        for dh in range(kh):  # kernel offsets, not positions
-            for dw in range(kw):
-                rows[
-                    :, dh : dh + sh * (out_h - 1) + 1 : sh, dw : dw + sw * (out_w - 1) + 1 : sw
-                ] += grad[:, :, :, dh, dw]
-        return rows, None, None, None
+    ) -> tuple[torch.Tensor, None, None, None, None]:
+        (batch, height, width, channels), (kh, kw), (out_h, out_w) = ctx.geometry
+        (index,) = ctx.saved_tensors
+        # (positions · kh · kw, batch · in): one row per patch element, as index lists them
+        source = grad.reshape(out_h * out_w, batch, kh * kw, channels).transpose(1, 2)
+        source = source.reshape(-1, batch * channels)
+        summed = grad.new_zeros(height * width, batch * channels).index_add_(0, index, source)
+        rows = summed.view(height, width, batch, channels).permute(2, 0, 1, 3)
+        return rows, None, None, None, None
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -154,6 +171,14 @@ class LocallyConnected2d(nn.Module):
         kh, kw = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_h, out_w, out_channels, kh, kw, in_channels))
         self.bias = nn.Parameter(torch.empty(out_channels, out_h, out_w)) if bias else None
+        padded = tuple(
+            size + 2 * pad for size, pad in zip(self.input_size, self.padding, strict=True)
+        )
+        self.register_buffer(
+            "patch_index",
+            patch_index(padded, self.kernel_size, self.stride, self.output_size),
+            persistent=False,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -184,7 +209,9 @@ class LocallyConnected2d(nn.Module):
         # Channels last, so that a kernel row (kw × in values) is one contiguous run: gathering
         # the patches is then several times faster than from (batch, in, H, W) or F.unfold.
         rows = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()
-        patches = _Patches.apply(rows, self.kernel_size, self.stride, self.output_size)
+        patches = _Patches.apply(
+            rows, self.kernel_size, self.stride, self.output_size, self.patch_index
+        )
         kernels = self.weight.reshape(out_h * out_w, self.out_channels, -1)
         # (positions, out, batch): the weight's gradient then comes out in its own layout.
         out = _ContiguousGrad.apply(torch.bmm(kernels, patches.transpose(1, 2)))
