@@ -270,12 +270,12 @@ def _kill_inside_a_write(instant: str, save: int, args: list[str], cwd: Path, en
     process.wait()
 
 
-def test_kills_inside_checkpoint_writes_lose_nothing(tmp_path, uninterrupted):
+def test_kills_inside_checkpoint_writes_lose_nothing(tmp_path, uninterrupted, isolated_tracking):
     """Killed (1) with its first checkpoint complete but not yet renamed — no checkpoint, and
     a tracking run already open — then (2) with last.pt rotated away and the new one not yet in
     place, the run resumes to the uninterrupted run's weights, metrics.jsonl and MLflow
     history, in one MLflow run."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = isolated_tracking  # run_cli's runs track there too
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     args = [*tiny_overrides(tmp_path), *KILL_STEPS]
     run_dir = tmp_path / "run"

@@ -237,8 +237,10 @@ class Trainer:
         return first[0]
 
     def _trained(self) -> list[torch.Tensor]:
-        """Every parameter the optimiser steps (the model's and any the objective learns)."""
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
+        """Every parameter the optimiser steps: the model's, in its order (a clipped run's
+        norm, summed in that order, stays what it was), then any the objective learns."""
+        learned = [p for p in self.objective.parameters() if p.requires_grad]
+        return [*self.model.parameters(), *learned]
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         self.model.train()

@@ -9,11 +9,12 @@ shared by all its locations, as in SpatialNetworks' conv layers). For a covered 
 
     cost_ℓ = proximity · P(p_ℓ) + transport · T(p_ℓ, p_pre(ℓ), W_ℓ)
 
-with P and T the plain definitions :func:`proximity_cost` and :func:`transport_cost`. ``pre(ℓ)``
-is the previous covered layer (in the order of ``layer_weights``) when its output width equals
-ℓ's input width, i.e. when the covered layers follow each other through the trunk; otherwise ℓ
-has no transport term, like the first layer of a spatial network, whose inputs have no place.
-The total is Σ_ℓ w_ℓ · cost_ℓ.
+with P and T the proximity and transport costs of :mod:`spatial_costs`, computed for all layers
+at once by its fused kernels (closed-form gradients; the plain definitions for other dtypes).
+``pre(ℓ)`` is the previous covered layer (in the order of ``layer_weights``) when its output
+width equals ℓ's input width, i.e. when the covered layers follow each other through the trunk;
+otherwise ℓ has no transport term, like the first layer of a spatial network, whose inputs have
+no place. The total is Σ_ℓ w_ℓ · cost_ℓ.
 
 The positions are parameters of the regulariser: the training loop optimises an objective's
 parameters with the model's (so the positions move as in SpatialNetworks) and checkpoints them
@@ -32,10 +33,18 @@ from torch import nn
 
 from topo_models.errors import TopoError
 from topo_models.losses.layer_weights import checked_layer_weights
+from topo_models.losses.spatial_cost_kernels import (
+    FusedProximity,
+    FusedTransport,
+    ProximityPlan,
+    TransportPlan,
+)
 from topo_models.losses.spatial_costs import (
     DISTANCE_EPS,
     NORMS,
+    kernels_apply,
     proximity_cost,
+    tensor_signature,
     transport_cost,
     unwrap_model,
 )
@@ -87,6 +96,7 @@ class ChannelSpatialCosts(nn.Module):
         )
         self.positions = nn.ParameterList()
         self.feeds: list[int | None] = []
+        self._plans: dict[tuple, object] = {}
 
     def get_extra_state(self) -> dict[str, list[int]]:
         """Each covered layer's channel count, so that a checkpoint restores the positions
@@ -136,24 +146,68 @@ class ChannelSpatialCosts(nn.Module):
             for name, positions in zip(self.layer_names, self.positions, strict=True)
         }
 
+    def _plan(self, key: tuple, build):
+        """The kernels' plan for these shapes, devices and dtypes, built once."""
+        if key not in self._plans:
+            self._plans[key] = build()
+        return self._plans[key]
+
+    def _proximities(self, positions: list[torch.Tensor]) -> torch.Tensor:
+        """(L,) proximity cost of every covered layer's channels."""
+        if not kernels_apply(positions, positions):
+            return torch.stack([proximity_cost(p, DISTANCE_EPS) for p in positions])
+        first = positions[0]
+        plan = self._plan(
+            ("proximity", *tensor_signature(positions)),
+            lambda: ProximityPlan.build(
+                [len(p) for p in positions], DISTANCE_EPS, first.device, first.dtype
+            ),
+        )
+        return FusedProximity.apply(plan, *positions)
+
+    def _transports(
+        self, positions: list[torch.Tensor], fed: list[int], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Transport cost of each layer in ``fed`` (those with a feeding layer), ``(len(fed),)``."""
+        pre = [self.feeds[index] for index in fed]
+        if not kernels_apply([*positions, *weights], positions):
+            return torch.stack(
+                [
+                    transport_cost(positions[i], positions[j], w.to(positions[i].dtype), self.norm)
+                    for i, j, w in zip(fed, pre, weights, strict=True)
+                ]
+            )
+        first = positions[0]
+        plan = self._plan(
+            ("transport", tuple(fed), *tensor_signature([*positions, *weights])),
+            lambda: TransportPlan.build(
+                [len(p) for p in positions],
+                fed,
+                pre,
+                [tuple(w.shape) for w in weights],
+                DISTANCE_EPS,
+                self.norm,
+                first.device,
+                first.dtype,
+            ),
+        )
+        return FusedTransport.apply(plan, len(positions), *positions, *weights)
+
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """model → (total, {layer: cost (detached)})."""
         layers = self.check(model)
-        values = []
-        for index, layer in enumerate(layers):
-            post = self.positions[index]
-            with torch.autocast(post.device.type, enabled=False):
-                cost = torch.zeros((), device=post.device, dtype=post.dtype)
-                if self.proximity:
-                    cost = cost + self.proximity * proximity_cost(post, DISTANCE_EPS)
-                pre = self.feeds[index]
-                if self.transport and pre is not None:
-                    weight = layer.weight.to(post.dtype)
-                    cost = cost + self.transport * transport_cost(
-                        post, self.positions[pre], weight, self.norm
-                    )
-            values.append(cost)
-        per_layer = torch.stack(values)
+        positions = list(self.positions)
+        first = positions[0]
+        per_layer = torch.zeros(len(layers), device=first.device, dtype=first.dtype)
+        with torch.autocast(first.device.type, enabled=False):
+            if self.proximity:
+                per_layer = per_layer + self.proximity * self._proximities(positions)
+            fed = [index for index, pre in enumerate(self.feeds) if pre is not None]
+            if self.transport and fed:
+                weights = [layers[index].weight for index in fed]
+                costs = self._transports(positions, fed, weights)
+                index = torch.tensor(fed, device=first.device)
+                per_layer = per_layer.index_add(0, index, self.transport * costs)
         total = (per_layer * self.weights.to(per_layer.device, per_layer.dtype)).sum()
         logged = {name: per_layer[i].detach() for i, name in enumerate(self.layer_names)}
         return total, logged

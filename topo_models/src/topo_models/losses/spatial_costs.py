@@ -209,11 +209,11 @@ class _LayerCost:
         return self._plan[1]
 
 
-def _signature(tensors: Sequence[torch.Tensor]) -> tuple:
+def tensor_signature(tensors: Sequence[torch.Tensor]) -> tuple:
     return tuple((tuple(t.shape), t.device, t.dtype) for t in tensors)
 
 
-def _kernel_ok(tensors: Sequence[torch.Tensor], positions: Sequence[torch.Tensor]) -> bool:
+def kernels_apply(tensors: Sequence[torch.Tensor], positions: Sequence[torch.Tensor]) -> bool:
     """Whether the fused kernels apply: one float32/64 dtype, one device, one position dim."""
     first = tensors[0]
     return (
@@ -245,10 +245,10 @@ class ProximityCost(_LayerCost):
         model = unwrap_model(model)
         names, modules = self._resolve_cached(model)
         positions = [module.positions for module in modules]
-        if _kernel_ok(positions, positions):
+        if kernels_apply(positions, positions):
             first = positions[0]
             plan = self._cached_plan(
-                _signature(positions),
+                tensor_signature(positions),
                 lambda: ProximityPlan.build(
                     [p.shape[0] for p in positions],
                     self.eps,
@@ -313,10 +313,10 @@ class TransportCost(_LayerCost):
             return zero.requires_grad_(), {}
         weights = [owners[k].weight for k in post]
         tensors = positions + weights
-        if _kernel_ok(tensors, positions):
+        if kernels_apply(tensors, positions):
             first = positions[0]
             plan = self._cached_plan(
-                _signature(tensors),
+                tensor_signature(tensors),
                 lambda: TransportPlan.build(
                     [p.shape[0] for p in positions],
                     post,

@@ -1,15 +1,19 @@
-"""Benchmark of ITN's wiring cost (``topo_models.losses.wiring_cost``) on a ResNet-18 trunk.
+"""Benchmark of a weight regulariser on a ResNet-18 trunk (issue 19's speed budget).
 
 Share of a supervised training step (``resnet18_spatial`` with a 10-way classifier, batch of 32
-images at 112 px, cross-entropy, SGD, CPU) taken by the wiring cost's forward and backward on
-every conv layer (channels on unit sheets, ``unit_sheet_positions``), against the same step
-without it; budget ≤ 10 %. Steps with and without the cost alternate in ABBA order after a
-warm-up; the cost alone (forward + backward on the step's weights) is timed after each pair.
-The allocator is set up as ``topo_train`` sets it up.
+images at 112 px, cross-entropy, SGD, CPU) taken by one regulariser's forward and backward on
+every conv layer, against the same step without it; budget ≤ 10 %. ``--regulariser``:
+``wiring_cost`` (ITN's, channels on unit sheets, ``unit_sheet_positions``; ``--variant``) or
+``channel_costs`` (SpatialNetworks' proximity and transport with learned channel positions,
+which the optimiser then steps too; l1, as the regulariser benchmark). ``--layers blocks``: each
+block's last convolution only, the layers the regulariser benchmark covers. Steps with and
+without the regulariser alternate in ABBA order after a warm-up; the regulariser alone (forward
+and backward on the step's weights) is timed after each pair. The allocator is set up as
+``topo_train`` sets it up. (TopoLoss has its own script, ``topoloss.py``.)
 
 Prints one line per measurement: ``name: value unit (ratio X.XX vs <baseline>)``.
-Run: ``python benchmarks/wiring_cost.py`` (about a minute on 2 cores; ``--rounds``, 8 by
-default, sets the ABBA rounds).
+Run: ``python benchmarks/weight_regularisers.py --regulariser channel_costs`` (about a minute
+on 2 cores; ``--rounds``, 8 by default, sets the ABBA rounds).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from topo_models import create_model
+from topo_models.losses import ChannelSpatialCosts
 from topo_models.losses.wiring_cost import VARIANTS, WiringCost, unit_sheet_positions
 from topo_train.runtime import tune_cpu_allocator
 
@@ -33,7 +38,16 @@ BUDGET = 0.10
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8, help="ABBA rounds (2 steps each)")
-    parser.add_argument("--variant", choices=VARIANTS, default="jj")
+    parser.add_argument(
+        "--regulariser", choices=("wiring_cost", "channel_costs"), default="wiring_cost"
+    )
+    parser.add_argument("--variant", choices=VARIANTS, default="jj", help="of the wiring cost")
+    parser.add_argument(
+        "--layers",
+        choices=("all", "blocks"),
+        default="all",
+        help="every conv layer (20), or each block's conv2 (8, as the regulariser benchmark)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -41,13 +55,22 @@ def main() -> None:
 
     model = create_model("resnet18_spatial", head="classifier", num_classes=10)
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if args.layers == "blocks":
+        convs = [name for name in convs if name.endswith(".conv2")]
     # A small strength keeps SGD stable over the run; the time does not depend on it.
-    wiring = WiringCost(
-        unit_sheet_positions(model, convs, seed=0),
-        dict.fromkeys(convs, 1e-6),
-        variant=args.variant,
-    )
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    if args.regulariser == "wiring_cost":
+        regulariser = WiringCost(
+            unit_sheet_positions(model, convs, seed=0),
+            dict.fromkeys(convs, 1e-6),
+            variant=args.variant,
+        )
+        name = f"the {args.variant} wiring cost"
+    else:
+        regulariser = ChannelSpatialCosts(dict.fromkeys(convs, 1e-6))
+        regulariser.check(model)  # makes the positions, which the optimiser steps too
+        name = "the channel spatial costs"
+    trained = [*model.parameters(), *regulariser.parameters()]
+    optimizer = torch.optim.SGD(trained, lr=1e-3, momentum=0.9)
     images = torch.randn(IMAGES, 3, SIZE, SIZE)
     labels = torch.randint(0, 10, (IMAGES,))
 
@@ -56,7 +79,7 @@ def main() -> None:
         output, _ = model(images)
         loss = F.cross_entropy(output, labels)
         if with_cost:
-            loss = loss + wiring(model)[0]
+            loss = loss + regulariser(model)[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -65,7 +88,7 @@ def main() -> None:
     def alone() -> float:
         optimizer.zero_grad()
         start = time.perf_counter()
-        wiring(model)[0].backward()
+        regulariser(model)[0].backward()
         return time.perf_counter() - start
 
     step(False), step(True), alone()  # warm-up
@@ -83,13 +106,13 @@ def main() -> None:
     share = (min(with_cost) - min(plain)) / min(plain)
     own_share = statistics.median(own) / statistics.median(plain)
     print(
-        f"supervised step ({IMAGES} images, {SIZE} px) with the {args.variant} wiring cost on "
+        f"supervised step ({IMAGES} images, {SIZE} px) with {name} on "
         f"{len(convs)} conv layers: {100 * share:.2f} % of the step "
         f"(ratio {1 + share:.3f} vs the same step without it, {1000 * min(plain):.0f} ms; "
         f"budget {100 * BUDGET:.0f} %)"
     )
     print(
-        f"wiring cost alone, forward + backward: {1000 * statistics.median(own):.1f} ms "
+        f"{name} alone, forward + backward: {1000 * statistics.median(own):.1f} ms "
         f"(ratio {own_share:.3f} vs the median step without it, "
         f"{1000 * statistics.median(plain):.0f} ms; budget {BUDGET:.2f})"
     )
