@@ -23,8 +23,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core: one thread each,
 
 
 # The longest files first. pytest-xdist (--dist loadfile) hands whole files to its two workers
-# in collection order, so a long file collected last would run alone at the end while the other
-# core idles; started first, the short files fill in around them.
+# in collection order (with --no-loadscope-reorder, in pyproject.toml; by default it reorders
+# files by their number of tests, which put the one-test e2e files last), so a long file
+# collected last would run alone at the end while the other core idles; started first, the
+# short files fill in around them.
 LONGEST_FIRST = (
     "tests/e2e/test_sensorium_training.py",
     "tests/e2e/test_dvc.py",
