@@ -33,19 +33,11 @@ from torch import nn
 
 from topo_models.errors import TopoError
 from topo_models.losses.layer_weights import checked_layer_weights
-from topo_models.losses.spatial_cost_kernels import (
-    FusedProximity,
-    FusedTransport,
-    ProximityPlan,
-    TransportPlan,
-)
 from topo_models.losses.spatial_costs import (
     DISTANCE_EPS,
     NORMS,
-    kernels_apply,
-    proximity_cost,
-    tensor_signature,
-    transport_cost,
+    proximity_values,
+    transport_values,
     unwrap_model,
 )
 from topo_models.losses.wiring_cost import weight_layer
@@ -152,47 +144,6 @@ class ChannelSpatialCosts(nn.Module):
             self._plans[key] = build()
         return self._plans[key]
 
-    def _proximities(self, positions: list[torch.Tensor]) -> torch.Tensor:
-        """(L,) proximity cost of every covered layer's channels."""
-        if not kernels_apply(positions, positions):
-            return torch.stack([proximity_cost(p, DISTANCE_EPS) for p in positions])
-        first = positions[0]
-        plan = self._plan(
-            ("proximity", *tensor_signature(positions)),
-            lambda: ProximityPlan.build(
-                [len(p) for p in positions], DISTANCE_EPS, first.device, first.dtype
-            ),
-        )
-        return FusedProximity.apply(plan, *positions)
-
-    def _transports(
-        self, positions: list[torch.Tensor], fed: list[int], weights: list[torch.Tensor]
-    ) -> torch.Tensor:
-        """Transport cost of each layer in ``fed`` (those with a feeding layer), ``(len(fed),)``."""
-        pre = [self.feeds[index] for index in fed]
-        if not kernels_apply([*positions, *weights], positions):
-            return torch.stack(
-                [
-                    transport_cost(positions[i], positions[j], w.to(positions[i].dtype), self.norm)
-                    for i, j, w in zip(fed, pre, weights, strict=True)
-                ]
-            )
-        first = positions[0]
-        plan = self._plan(
-            ("transport", tuple(fed), *tensor_signature([*positions, *weights])),
-            lambda: TransportPlan.build(
-                [len(p) for p in positions],
-                fed,
-                pre,
-                [tuple(w.shape) for w in weights],
-                DISTANCE_EPS,
-                self.norm,
-                first.device,
-                first.dtype,
-            ),
-        )
-        return FusedTransport.apply(plan, len(positions), *positions, *weights)
-
     def forward(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """model → (total, {layer: cost (detached)})."""
         layers = self.check(model)
@@ -201,11 +152,13 @@ class ChannelSpatialCosts(nn.Module):
         per_layer = torch.zeros(len(layers), device=first.device, dtype=first.dtype)
         with torch.autocast(first.device.type, enabled=False):
             if self.proximity:
-                per_layer = per_layer + self.proximity * self._proximities(positions)
+                costs = proximity_values(positions, DISTANCE_EPS, self._plan)
+                per_layer = per_layer + self.proximity * costs
             fed = [index for index, pre in enumerate(self.feeds) if pre is not None]
             if self.transport and fed:
                 weights = [layers[index].weight for index in fed]
-                costs = self._transports(positions, fed, weights)
+                pre = [self.feeds[index] for index in fed]
+                costs = transport_values(positions, fed, pre, weights, self.norm, self._plan)
                 index = torch.tensor(fed, device=first.device)
                 per_layer = per_layer.index_add(0, index, self.transport * costs)
         total = (per_layer * self.weights.to(per_layer.device, per_layer.dtype)).sum()

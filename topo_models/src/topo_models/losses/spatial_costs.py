@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -223,6 +223,63 @@ def kernels_apply(tensors: Sequence[torch.Tensor], positions: Sequence[torch.Ten
     )
 
 
+PlanCache = Callable[[tuple, Callable[[], object]], object]
+
+
+def proximity_values(
+    positions: Sequence[torch.Tensor], eps: float, cached: PlanCache
+) -> torch.Tensor:
+    """(L,) proximity cost of each position tensor: the fused kernel where it applies, else the
+    plain definition. ``cached(key, build)`` returns the caller's plan for ``key``."""
+    if not kernels_apply(positions, positions):
+        return torch.stack([proximity_cost(p, eps) for p in positions])
+    first = positions[0]
+    plan = cached(
+        tensor_signature(positions),
+        lambda: ProximityPlan.build(
+            [p.shape[0] for p in positions], eps, first.device, first.dtype
+        ),
+    )
+    with torch.autocast(first.device.type, enabled=False):
+        return FusedProximity.apply(plan, *positions)
+
+
+def transport_values(
+    positions: Sequence[torch.Tensor],
+    post: list[int],
+    pre: list[int],
+    weights: Sequence[torch.Tensor],
+    norm: str,
+    cached: PlanCache,
+) -> torch.Tensor:
+    """(L,) transport cost of layer l: between ``positions[post[l]]`` and ``positions[pre[l]]``
+    through ``weights[l]``; the fused kernel where it applies, else the plain definition."""
+    tensors = [*positions, *weights]
+    if not kernels_apply(tensors, positions):
+        return torch.stack(
+            [
+                transport_cost(positions[i], positions[j], w.to(positions[i].dtype), norm)
+                for i, j, w in zip(post, pre, weights, strict=True)
+            ]
+        )
+    first = positions[0]
+    plan = cached(
+        tensor_signature(tensors),
+        lambda: TransportPlan.build(
+            [p.shape[0] for p in positions],
+            post,
+            pre,
+            [tuple(w.shape) for w in weights],
+            DISTANCE_EPS,
+            norm,
+            first.device,
+            first.dtype,
+        ),
+    )
+    with torch.autocast(first.device.type, enabled=False):
+        return FusedTransport.apply(plan, len(positions), *tensors)
+
+
 class ProximityCost(_LayerCost):
     """Proximity cost over layers ``where`` (None: every spatial layer).
 
@@ -245,21 +302,7 @@ class ProximityCost(_LayerCost):
         model = unwrap_model(model)
         names, modules = self._resolve_cached(model)
         positions = [module.positions for module in modules]
-        if kernels_apply(positions, positions):
-            first = positions[0]
-            plan = self._cached_plan(
-                tensor_signature(positions),
-                lambda: ProximityPlan.build(
-                    [p.shape[0] for p in positions],
-                    self.eps,
-                    first.device,
-                    first.dtype,
-                ),
-            )
-            with torch.autocast(first.device.type, enabled=False):
-                values = FusedProximity.apply(plan, *positions)
-        else:
-            values = torch.stack([proximity_cost(p, self.eps) for p in positions])
+        values = proximity_values(positions, self.eps, self._cached_plan)
         return values.mean(), dict(zip(names, values.unbind(), strict=True))
 
 
@@ -312,31 +355,7 @@ class TransportCost(_LayerCost):
             zero = torch.zeros((), device=positions[0].device, dtype=positions[0].dtype)
             return zero.requires_grad_(), {}
         weights = [owners[k].weight for k in post]
-        tensors = positions + weights
-        if kernels_apply(tensors, positions):
-            first = positions[0]
-            plan = self._cached_plan(
-                tensor_signature(tensors),
-                lambda: TransportPlan.build(
-                    [p.shape[0] for p in positions],
-                    post,
-                    pre,
-                    [tuple(w.shape) for w in weights],
-                    DISTANCE_EPS,
-                    self.norm,
-                    first.device,
-                    first.dtype,
-                ),
-            )
-            with torch.autocast(first.device.type, enabled=False):
-                values = FusedTransport.apply(plan, len(positions), *tensors)
-        else:
-            values = torch.stack(
-                [
-                    transport_cost(positions[i], positions[j], w, self.norm)
-                    for i, j, w in zip(post, pre, weights, strict=True)
-                ]
-            )
+        values = transport_values(positions, post, pre, weights, self.norm, self._cached_plan)
         return values.mean(), dict(zip(names, values.unbind(), strict=True))
 
 
