@@ -4,9 +4,9 @@ Every line of the README's ```bash blocks and every `python -m topo_train|topo_e
 its families table runs as written, with short overrides appended where a run is long. Three
 kinds of line are checked rather than run: an install (`pip install … && <command>` runs only
 `<command>`; installing would re-point this environment's editable installs to the copy),
-`python -m pytest` (what CI runs) and `mlflow ui` (started on a free port until it answers,
-then stopped). Afterwards `git status` in the copy shows nothing new: every folder a run writes
-is ignored.
+`python -m pytest` (what CI runs) and `mlflow ui` (started on a free port, with one worker,
+until it answers, then stopped). Afterwards `git status` in the copy shows nothing new: every
+folder a run writes is ignored.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.e2e.test_dvc import repository  # noqa: F401  (the repository fixture)
 from tests.e2e.test_sensorium_training import SMALL_SIMULATION
+from tests.topo_eval.test_topography_task import FAST as SMALL_TOPOGRAPHY
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +93,15 @@ def without_comment(line: str) -> str:
 
 
 def shortened(command: str, exclude_keys: list[str]) -> str:
-    """A training command with its short overrides appended. Without an explicit `run_dir=`
+    """A training command with its short overrides appended (a topography report: fewer
+    stimuli and samples; other evaluations run as written). Without an explicit `run_dir=`
     the run directory is named after the overrides, so the appended keys join Hydra's
     `exclude_keys`: the run writes where the command as written writes, and a later README
     command reads it there."""
     written = shlex.split(command)
+    if written[:3] == ["python", "-m", "topo_eval"] and "task=topography" in written:
+        # every analysis of the report, each on fewer stimuli and samples
+        return " ".join([command, *map(shlex.quote, SMALL_TOPOGRAPHY)])
     if written[:3] != ["python", "-m", "topo_train"]:
         return command
     extra = next(overrides for marker, overrides in SHORT if marker in command)
@@ -124,12 +129,12 @@ def free_port() -> int:
 
 
 def serve_until_it_answers(command: str, cwd: Path, env: dict[str, str], log: Path) -> None:
-    """Start `mlflow ui …` on a free port (its output in ``log``), wait for an HTTP answer,
-    stop it and its workers."""
+    """Start `mlflow ui …` on a free port with one worker (its output in ``log``), wait for an
+    HTTP answer, stop it."""
     port = free_port()
     with log.open("w") as output:
         process = subprocess.Popen(
-            f"{command} --port {port}",
+            f"{command} --port {port} --workers 1",  # one answers as well; four cost 2.5× the CPU
             shell=True,
             cwd=cwd,
             env=env,

@@ -104,12 +104,15 @@ def test_bad_where_is_refused_before_training(tmp_path):
 def test_strength_sweep_tabulates_accuracy_before_and_after_the_split(tmp_path):
     cli(
         "topo_train",
-        ["-m", "loss.proximity=0,3", "loss.transport=0,1", *QUICK, "trainer.max_epochs=2"],
+        # the table is built from the run folders: the sweep need not be tracked
+        ["-m", "loss.proximity=0,3", "loss.transport=0,1", *QUICK, "trainer.max_epochs=2"]
+        + ["tracking=none"],
         tmp_path,
     )
     sweep = tmp_path / "runs" / "sweeps" / "topo_train"
     out = tmp_path / "sweep_eval"
-    cli("topo_eval", ["task=multitask_sweep", f"sweep_dir={sweep}", f"output_dir={out}"], tmp_path)
+    report = ["task=multitask_sweep", f"sweep_dir={sweep}", f"output_dir={out}"]
+    cli("topo_eval", [*report, "tracking.enabled=false"], tmp_path)
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 4
     pairs = sorted(zip(table.proximity, table.transport, table.spatial, strict=True))
