@@ -7,8 +7,9 @@ padding 3, 64-px input, 22 × 22 positions; batch 32) in two ways: the layer's f
 gather of every position's patch, one batched product) and the baseline, a Python loop that
 computes each output position from its patch with the same weights. Outputs and gradients
 (weights, biases, inputs) are checked equal first. Steps alternate (A B B A) after a warm-up;
-each figure is a median. On a loaded machine the layer's multi-threaded kernels wait for
-descheduled threads; ``--threads 1`` measures without them.
+each figure is a median. The allocator is set up as ``topo_train`` sets it up (freed
+blocks reused, not returned and faulted in again each step). On a loaded machine the layer's
+multi-threaded kernels wait for descheduled threads; ``--threads 1`` measures without them.
 
 Prints ``name: value unit (ratio X.XX vs <baseline>)``; the ratio is the loop's time over the
 layer's (a speed-up), and the budget is >= 5 (with ``all``, judged on the sum). Run:
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from topo_models.trunks.all_tnn import SHEET_NAMES, all_tnn
 from topo_models.trunks.locally_connected import LocallyConnected2d
+from topo_train.runtime import tune_cpu_allocator
 
 BUDGET = 5.0
 
@@ -117,6 +119,7 @@ def measure(name: str, layer: LocallyConnected2d, args: argparse.Namespace) -> t
 
 def main() -> None:
     args = parse_args()
+    print(f"allocator tuned as in topo_train: {tune_cpu_allocator()}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -93,13 +93,14 @@ class _Patches(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None, None]:
-        (batch, height, width, channels), (kh, kw), (out_h, out_w) = ctx.geometry
+        (batch, height, width, channels), _, _ = ctx.geometry
         (index,) = ctx.saved_tensors
-        # (positions · kh · kw, batch · in): one row per patch element, as index lists them
-        source = grad.reshape(out_h * out_w, batch, kh * kw, channels).transpose(1, 2)
-        source = source.reshape(-1, batch * channels)
-        summed = grad.new_zeros(height * width, batch * channels).index_add_(0, index, source)
-        rows = summed.view(height, width, batch, channels).permute(2, 0, 1, 3)
+        # (positions · kh · kw, in · batch): one row per patch element, as index lists them.
+        # The product's gradient arrives as a transposed view of a (positions, kh·kw·in, batch)
+        # tensor, so in that layout the rows are a view, not a copy.
+        source = grad.transpose(1, 2).reshape(-1, channels * batch)
+        summed = grad.new_zeros(height * width, channels * batch).index_add_(0, index, source)
+        rows = summed.view(height, width, channels, batch).permute(3, 0, 1, 2)
         return rows, None, None, None, None
 
 
