@@ -22,18 +22,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core: one thread each,
     torch.set_num_threads(1)
 
 
-# The longest files first. pytest-xdist (--dist loadfile) hands whole files to its two workers
-# in collection order (with --no-loadscope-reorder, in pyproject.toml; by default it reorders
-# files by their number of tests, which put the one-test e2e files last), so a long file
-# collected last would run alone at the end while the other core idles; started first, the
-# short files fill in around them.
+# The longest files first, longest first (seconds measured in one CI run). pytest-xdist
+# (--dist loadfile) hands whole files to its two workers in collection order (with
+# --no-loadscope-reorder, in pyproject.toml; by default it reorders files by their number of
+# tests, which put the one-test e2e files last), so a long file collected last would run alone at
+# the end while the other core idles (test_train.py did: 74 s after the other worker had
+# finished); started first, the short files fill in around them.
 LONGEST_FIRST = (
-    "tests/e2e/test_sensorium_training.py",
-    "tests/e2e/test_dvc.py",
-    "tests/e2e/test_readme_commands.py",
-    "tests/e2e/test_topography_trend.py",
-    "tests/e2e/test_spatial_multitask.py",
-    "tests/e2e/test_cli.py",
+    "tests/e2e/test_dvc.py",  # 234 s
+    "tests/e2e/test_readme_commands.py",  # 215
+    "tests/e2e/test_spatial_multitask.py",  # 197
+    "tests/e2e/test_topography_trend.py",  # 183
+    "tests/e2e/test_cli.py",  # 181
+    "tests/e2e/test_sensorium_training.py",  # 154
+    "tests/e2e/test_memory_growth.py",  # 76
+    "tests/topo_train/test_train.py",  # 74
+    "tests/e2e/test_distributed.py",  # 68
+    "tests/e2e/test_slurm_requeue.py",  # 48
+    "tests/topo_eval/test_regulariser_benchmark.py",  # 41
+    "tests/e2e/test_installed_package.py",  # 38
+    "tests/e2e/test_ddp_equivalence.py",  # 38
 )
 
 
