@@ -82,7 +82,7 @@ class _Patches(torch.autograd.Function):
         index: torch.Tensor,
     ) -> torch.Tensor:
         (kh, kw), (sh, sw), (out_h, out_w) = kernel, stride, positions
-        ctx.geometry = (rows.shape, kernel, positions)
+        ctx.rows_shape = rows.shape
         ctx.save_for_backward(index)
         patches = rows.unfold(1, kh, sh).unfold(2, kw, sw)  # (batch, out_h, out_w, in, kh, kw)
         patches = patches.permute(1, 2, 0, 4, 5, 3)  # (out_h, out_w, batch, kh, kw, in)
@@ -93,7 +93,7 @@ class _Patches(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None, None]:
-        (batch, height, width, channels), _, _ = ctx.geometry
+        batch, height, width, channels = ctx.rows_shape
         (index,) = ctx.saved_tensors
         # (positions · kh · kw, in · batch): one row per patch element, as index lists them.
         # The product's gradient arrives as a transposed view of a (positions, kh·kw·in, batch)
