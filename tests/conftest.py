@@ -108,14 +108,16 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` (for fixtures of any scope)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
 @pytest.fixture
 def compose_train() -> Callable[..., DictConfig]:
     """compose_train(overrides) → conf/train.yaml composed as `python -m topo_train` sees it."""
 
-    def _compose(overrides: list[str], config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose(config_name, overrides=overrides)
-
-    yield _compose
+    yield compose_config
     GlobalHydra.instance().clear()

@@ -80,3 +80,22 @@ def test_topo_models_imports_with_hydra_mlflow_and_dvc_unavailable():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "8"
+
+
+def test_the_entry_points_leave_torchvision_to_the_code_that_uses_it():
+    """Importing torchvision costs ~2 s (it loads torch._dynamo): the entry points and the
+    packages import it only where an image transform, a torchvision data set or a torchvision
+    network is built, so that the other families' processes start without it."""
+    code = (
+        "import sys\n"
+        "import topo_models, topo_data, topo_train.train, topo_train.__main__, topo_eval.__main__\n"
+        "from topo_data.multitask.sources import EMNIST_SPLITS\n"
+        "print('torchvision' in sys.modules)\n"
+        "from torchvision.datasets import EMNIST\n"
+        "print(EMNIST_SPLITS == tuple(EMNIST.splits))\n"  # the copied names are torchvision's
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]

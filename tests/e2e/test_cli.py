@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import torch
 
-from tests.conftest import tiny_overrides
+from tests.conftest import compose_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -235,19 +235,13 @@ def _mlflow_history(uri: str) -> tuple[list, dict[str, list[tuple[int, float]]]]
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    """The reference: the same run, never killed, tracked into its own database."""
+    """The reference: the same run, never killed, trained in this process (the same numbers as
+    the CLI's) and tracked into its own database."""
+    from topo_train import train
+
     root = tmp_path_factory.mktemp("reference")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    env["TOPO_CACHE_DIR"] = str(root / "cache")
-    result = subprocess.run(
-        [sys.executable, "-m", "topo_train", *tiny_overrides(root), *KILL_STEPS],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    tracking = f"tracking.tracking_uri=sqlite:///{root / 'mlflow.db'}"
+    train(compose_config([*tiny_overrides(root), *KILL_STEPS, tracking]))
     return root
 
 

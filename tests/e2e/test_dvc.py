@@ -193,7 +193,7 @@ def test_ctrl_c_during_dvc_repro_exits_cleanly_and_dvc_repro_resumes_the_run(rep
     training stage (here the control, the first one of the chain) from its checkpoint in the same
     MLflow run instead of starting over."""
     params = yaml.safe_load((repository / "params.yaml").read_text())
-    for override in [*TINY, *LAYOUT, "trainer.max_steps=60", "trainer.checkpoint_every=2"]:
+    for override in [*TINY, *LAYOUT, "trainer.max_steps=20", "trainer.checkpoint_every=2"]:
         key, value = override.split("=")
         section, name = key.split(".")
         params[section][name] = yaml.safe_load(value)

@@ -81,23 +81,14 @@ def test_train_then_every_stage_through_the_clis(tmp_path, isolated_tracking):
     assert trained.data.params["loss.proximity"] == "3.0"
 
 
-def test_bad_where_is_refused_before_training(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "topo_train",
-            *QUICK,
-            f"run_dir={tmp_path / 'r'}",
-            "loss.where=[hidden9]",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode != 0
-    assert "loss.where" in result.stderr and "hidden9" in result.stderr
+def test_bad_where_is_refused_before_training(tmp_path, compose_train):
+    from topo_models.errors import TopoError
+    from topo_train import train
+
+    cfg = compose_train([*QUICK, f"run_dir={tmp_path / 'r'}", "loss.where=[hidden9]"])
+    with pytest.raises(TopoError, match="hidden9") as refused:
+        train(cfg)
+    assert "loss.where" in str(refused.value)
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
@@ -187,9 +178,13 @@ def test_costs_separate_the_positions_of_different_tasks_beyond_the_shuffled_con
     assert spatial.silhouette.mean() > control_mean + 0.05, (spatial, control)
 
 
-def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, compose_train):
+    """A CLI run killed after a checkpoint, resumed by the same command, ends as the same run
+    never killed (trained in this process)."""
     import signal
     import time
+
+    from topo_train import train
 
     settings = [
         *QUICK,
@@ -199,7 +194,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
         "trainer.val_every_epochs=5",
         "tracking=none",
     ]
-    cli("topo_train", [*settings, f"run_dir={tmp_path / 'reference'}"], tmp_path)
+    train(compose_train([*settings, f"run_dir={tmp_path / 'reference'}"]))
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "topo_train", *settings, f"run_dir={killed}"],

@@ -1,9 +1,9 @@
 """The TDANN trend on the default data (issue 17): the spatial loss organises the V1-like layer.
 
-Two runs of `python -m topo_train` on the default config (SimCLR + spatial loss, ResNet-18 at
-64 px on the embedded photos, fuzzy retinotopic positions), the same seed and budget, α = 0 and
-α = 25 (the strongest value of TDANN's sweep). layer2.0, TDANN's V1, is then measured on TDANN's
-640 sine gratings at 64 px: the response correlation of unit pairs against their distance on the
+Two runs of the default config (SimCLR + spatial loss, ResNet-18 at 64 px on the embedded
+photos, fuzzy retinotopic positions), the same seed and budget, α = 0 and α = 25 (the strongest
+value of TDANN's sweep). layer2.0, TDANN's V1, is then measured on TDANN's 640 sine gratings at
+64 px: the response correlation of unit pairs against their distance on the
 sheet, up to the layer's window width (the scale the loss acts on), scored by TDANN's smoothness
 of the dissimilarity 1 − r, against its shuffled-position chance. TDANN's orientation smoothness
 is reported with it (asserted nowhere: at this budget it is not yet reliable).
@@ -18,14 +18,12 @@ reach 0.09, 0.04 and 0.41 on one CPU (0.20 for seed 0 on another: float rounding
 trajectory that much); with 16, 0.41, 0.37 and 0.47. Fewer steps do not do: 40 or 55 steps with 16
 windows reach 0.04-0.20, and 40 at a constant learning rate 0.14-0.37. The α = 25 run trains on
 the control's sheet (the same seed builds the same one) and neither run is tracked, which this
-test does not need. Everything else is the default (benchmarks/RESULTS.md, 2026-12-07).
+test does not need (nor their figures; both run in this process, saving a process start each).
+Everything else is the default (benchmarks/RESULTS.md, 2026-12-07).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +46,7 @@ from topo_eval.topography import (
 )
 from topo_models.positions import NetworkPositions
 from topo_models.trained import load_trained_model
+from topo_train.train import train as run_training
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +59,12 @@ IMAGE_SIZE = 64  # the default data.image_size
 V1_CUTOFF_MM = max_distance(3.5 / 1.5)  # TDANN's V1 hypercolumn 3.5 mm, human → training scale
 
 
-def train(tmp_path: Path, alpha: float, positions: Path | None = None) -> Path:
-    """One run; ``positions``: a finished run's sheet to train on (the same seed builds the
-    same one, so the second run reads the first's instead of building it again)."""
+def train(
+    tmp_path: Path, compose_train: Callable, alpha: float, positions: Path | None = None
+) -> Path:
+    """One run, in this process (as `python -m topo_train` with these overrides runs it);
+    ``positions``: a finished run's sheet to train on (the same seed builds the same one, so
+    the second run reads the first's instead of building it again)."""
     run_dir = tmp_path / f"alpha_{alpha:g}"
     overrides = [
         f"run_dir={run_dir}",
@@ -71,18 +73,11 @@ def train(tmp_path: Path, alpha: float, positions: Path | None = None) -> Path:
         f"trainer.max_steps={STEPS}",
         f"data.batch_size={BATCH}",
         "trainer.progress=false",
+        "trainer.figure_layers=[]",  # no figure: this test measures the sheet itself
         "tracking=none",
         *([f"positions_dir={positions}"] if positions is not None else []),
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "topo_train", *overrides],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_training(compose_train(overrides))
     return run_dir
 
 
@@ -125,10 +120,13 @@ def v1_smoothness(run_dir: Path) -> dict[str, tuple[float, float]]:
     }
 
 
-def test_spatial_loss_organises_the_v1_layer_that_alpha_zero_leaves_at_chance(tmp_path):
-    control = train(tmp_path, 0.0)
+def test_spatial_loss_organises_the_v1_layer_that_alpha_zero_leaves_at_chance(
+    tmp_path, compose_train
+):
+    control = train(tmp_path, compose_train, 0.0)
     without = v1_smoothness(control)
-    with_alpha = v1_smoothness(train(tmp_path, STRONG_ALPHA, control / "positions"))
+    trained = train(tmp_path, compose_train, STRONG_ALPHA, control / "positions")
+    with_alpha = v1_smoothness(trained)
     report = f"(smoothness, chance) at α = 0: {without}; at α = {STRONG_ALPHA:g}: {with_alpha}"
     print(report)  # shown with -s: the numbers RESULTS.md quotes
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import torch
 from PIL import Image
-from torchvision import transforms as T
 
 from topo_data.errors import TopoDataError
 
@@ -33,7 +32,16 @@ def _check_image_size(image_size: int) -> None:
         )
 
 
+def _transforms():
+    """``torchvision.transforms``, imported on first use: importing torchvision costs ~2 s (it
+    loads ``torch._dynamo``), which processes that build no image transform need not pay."""
+    from torchvision import transforms
+
+    return transforms
+
+
 def _to_normalized_tensor() -> list[Callable]:
+    T = _transforms()
     return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
@@ -64,6 +72,7 @@ def simclr_transform(
             found=color_strength,
         )
     s = color_strength
+    T = _transforms()
     steps: list[Callable] = [
         T.RandomResizedCrop(image_size, scale=(0.08, 1.0)),
         T.RandomHorizontalFlip(),
@@ -86,6 +95,7 @@ def supervised_transform(image_size: int, train: bool) -> ImageTransform:
     _check_image_size(image_size)
     if not train:
         return eval_transform(image_size)
+    T = _transforms()
     steps: list[Callable] = [
         T.RandomResizedCrop(image_size),
         T.RandomHorizontalFlip(),
@@ -97,6 +107,7 @@ def supervised_transform(image_size: int, train: bool) -> ImageTransform:
 def eval_transform(image_size: int) -> ImageTransform:
     """Deterministic resize (side * 256/224) and centre crop, as for ImageNet evaluation."""
     _check_image_size(image_size)
+    T = _transforms()
     steps: list[Callable] = [
         T.Resize(round(image_size * 256 / 224)),
         T.CenterCrop(image_size),

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
-from torchvision.datasets import ImageFolder
 
 from topo_data.errors import TopoDataError
 from topo_data.sampling import EpochSampler, SeededSamples
 from topo_data.transforms import TwoViews, eval_transform, simclr_transform, supervised_transform
+
+if TYPE_CHECKING:  # imported where used: torchvision's import costs ~2 s
+    from torchvision.datasets import ImageFolder
 
 VIEWS = ("simclr", "supervised")
 CHECK_IMAGES_AUTO_MAX = 20_000
@@ -110,6 +113,8 @@ def load_image_folder(
         raise TopoDataError("image folder does not exist", file=root, expected=expected)
     if not root.is_dir():
         raise TopoDataError("image folder is not a directory", file=root, expected=expected)
+    from torchvision.datasets import ImageFolder
+
     try:
         dataset = ImageFolder(str(root), transform=transform, loader=load_rgb_image)
     except FileNotFoundError as exc:

@@ -17,16 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from topo_data.errors import TopoDataError
 
-_MNIST_LIKE = {
-    "MNIST": datasets.MNIST,
-    "FashionMNIST": datasets.FashionMNIST,
-    "KMNIST": datasets.KMNIST,
-}
-EMNIST_SPLITS: tuple[str, ...] = tuple(datasets.EMNIST.splits)
+# torchvision's classes by name, imported where used (torchvision's import costs ~2 s)
+_MNIST_LIKE: tuple[str, ...] = ("MNIST", "FashionMNIST", "KMNIST")
+EMNIST_SPLITS: tuple[str, ...] = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DIGITS_SOURCES: tuple[str, ...] = ("Digits", "DigitsFlipped")
 SOURCE_NAMES: tuple[str, ...] = (
     *DIGITS_SOURCES,
@@ -78,9 +74,11 @@ def raw_files(name: str, train: bool) -> list[str]:
     MNIST, FashionMNIST and KMNIST check all four files whichever split is asked for; QMNIST
     and EMNIST only those of the split.
     """
+    from torchvision import datasets
+
     name = _check_name(name)
     if name in _MNIST_LIKE:
-        return [Path(url).stem for url, _ in _MNIST_LIKE[name].resources]
+        return [Path(url).stem for url, _ in getattr(datasets, name).resources]
     if name == "QMNIST":
         return [
             Path(url).stem for url, _ in datasets.QMNIST.resources["train" if train else "test"]
@@ -97,6 +95,8 @@ def _class_name(name: str) -> str:
 
 def _torchvision(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``.data`` / ``.targets`` of torchvision's own class, reading only files already there."""
+    from torchvision import datasets
+
     class_name = _class_name(name)
     raw = root / class_name / "raw"
     try:
@@ -107,7 +107,7 @@ def _torchvision(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torc
         elif class_name == "QMNIST":
             dataset = datasets.QMNIST(root, train=train, download=False)
         else:
-            dataset = _MNIST_LIKE[name](root, train=train, download=False)
+            dataset = getattr(datasets, name)(root, train=train, download=False)
     except RuntimeError as error:  # torchvision's "Dataset not found" (no files named)
         expected = raw_files(name, train)
         missing = [f for f in expected if not os.path.isfile(raw / f)]

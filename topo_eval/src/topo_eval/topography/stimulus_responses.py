@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import transforms as T
 
 from topo_data.images import load_category_set, load_rgb_image, sine_gratings
 from topo_data.images.sine_gratings import COLORS, DEFAULT_FREQUENCIES_CYCLES_PER_IMAGE
@@ -63,6 +62,8 @@ class ModelInput:
         """PIL image → the model's input, as it was evaluated in training."""
         if self.imagenet_normalised and self.channels == 3:
             return eval_transform(self.size)
+        from torchvision import transforms as T  # here: its import costs ~2 s
+
         return T.Compose(
             [T.Grayscale(self.channels), T.Resize(self.size), T.CenterCrop(self.size), T.ToTensor()]
         )

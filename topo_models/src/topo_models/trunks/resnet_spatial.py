@@ -12,7 +12,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from topo_models.errors import TopoError
 from topo_models.registry import register_model
@@ -68,6 +67,8 @@ class ResNet18Spatial(nn.Module):
         if projection_dim < 1:
             raise TopoError("bad projector size", field="projection_dim", found=projection_dim)
         self.head_kind = head
+        from torchvision.models import resnet18  # imported here: ~2 s (it loads torch._dynamo)
+
         base = resnet18(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = (
             base.conv1,

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from topo_models.errors import TopoError
@@ -114,6 +113,8 @@ class TransferLearningCore(nn.Module):
         self.input_channels = check_int("input_channels", input_channels, 1)
         check_int("layers", layers, 1)
         self.momentum = check_momentum(momentum)
+        import torchvision  # imported here: ~2 s (it loads torch._dynamo)
+
         available = torchvision.models.list_models(module=torchvision.models)
         if tl_model_name not in available:
             raise TopoError(
