@@ -65,6 +65,7 @@ def tiny_overrides(tmp_path: Path, run: str = "run") -> list[str]:
         "trainer.checkpoint_every=2",
         "trainer.val_every=2",
         "trainer.progress=false",
+        "trainer.figure_layers=[]",  # no responses figure: half a second; tested where drawn
     ]
 
 

@@ -188,7 +188,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, compose_
 
     settings = [
         *QUICK,
-        "trainer.max_epochs=40",
+        "trainer.max_epochs=20",
         "trainer.checkpoint_every=5",
         "trainer.log_every=3",  # windows across checkpoints: their sums are checkpointed too
         "trainer.val_every_epochs=5",
@@ -208,7 +208,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, compose_
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = torch.load(killed / "last.pt", weights_only=True)["step"]
-    assert killed_at < 240, "the run finished before it could be killed"
+    assert killed_at < 100, "the run finished before it could be killed"  # of 100+ steps
     cli("topo_train", [*settings, f"run_dir={killed}"], tmp_path)
     a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)["model"]
     b = torch.load(killed / "model.pt", weights_only=True)["model"]

@@ -25,7 +25,8 @@ def test_training_writes_checkpoint_positions_figure_and_mlflow_run(
     tmp_path, compose_train, caplog, isolated_tracking
 ):
     caplog.set_level(logging.INFO)
-    cfg = compose_train(tiny_overrides(tmp_path))
+    drawn = [o for o in tiny_overrides(tmp_path) if not o.startswith("trainer.figure_layers")]
+    cfg = compose_train(drawn)  # the default figure layers
     metrics = train(cfg)
     run_dir = tmp_path / "run"
     assert {"loss/task", "loss/spatial", "spatial/layer2_0", "val/loss/total"} <= set(metrics)
