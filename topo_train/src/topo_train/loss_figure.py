@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from topo_models.atomic import atomic_write_bytes  # noqa: E402
+from topo_train.figure_margins import set_margins_in_inches  # noqa: E402
 
 FIGURE = Path("figures") / "loss_curves.png"
 NOT_CURVES = ("step", "epoch", "lr")  # the loop's bookkeeping, not losses
@@ -28,8 +29,8 @@ MAX_PANELS = 12
 MAX_LEGEND = 12
 COLUMNS = 3
 PANEL_INCHES = (4.2, 3.0)  # width, height of one panel with its share of the margins
-# left, right, bottom and top of the figure, then between columns and rows (tick labels, titles)
-MARGIN_INCHES = (0.7, 0.15, 0.55, 0.5, 0.75, 0.8)
+OUTER_INCHES = (0.7, 0.15, 0.55, 0.5)  # left, right, bottom, top
+BETWEEN_INCHES = (0.75, 0.8)  # between columns (tick labels), between rows (titles)
 
 Series = dict[str, tuple[list[int], list[float]]]
 
@@ -81,19 +82,9 @@ def write_loss_figure(metrics_path: Path, path: Path) -> Path | None:
         return None
     rows = math.ceil(len(groups) / COLUMNS)
     columns = min(COLUMNS, len(groups))
-    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows
-    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
-    # Fixed margins in inches: a layout engine measures every label first, which took half of
-    # the figure's time (0.36 of 0.72 s for four panels), paid at the end of every run
-    left, right, bottom, top, between_columns, between_rows = MARGIN_INCHES
-    figure.subplots_adjust(
-        left=left / width,
-        right=1 - right / width,
-        bottom=bottom / height,
-        top=1 - top / height,
-        wspace=between_columns / (PANEL_INCHES[0] - between_columns),
-        hspace=between_rows / (PANEL_INCHES[1] - between_rows),
-    )
+    size = (PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows)
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    set_margins_in_inches(figure, PANEL_INCHES, OUTER_INCHES, BETWEEN_INCHES)
     for ax, (group, keys) in zip(axes.flat, groups, strict=False):
         for key in keys:
             steps, values = series[key]

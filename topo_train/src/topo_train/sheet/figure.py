@@ -16,10 +16,11 @@ from torch import nn  # noqa: E402
 from topo_data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from topo_models.atomic import atomic_write_bytes  # noqa: E402
 from topo_models.positions.sheet_map import CLIP_PERCENTILES, UNITS_PER_KERNEL, sheet_map  # noqa: E402
+from topo_train.figure_margins import set_margins_in_inches  # noqa: E402
 
-PANEL_INCHES = 4.6  # each panel's side, with its share of the margins
-# left, right, bottom and top of the figure, then between panels (colour bar and its label)
-MARGIN_INCHES = (0.2, 0.75, 0.55, 1.0, 1.45)
+PANEL_INCHES = (4.6, 4.6)  # one panel with its share of the margins
+OUTER_INCHES = (0.2, 0.75, 0.55, 1.0)  # left, right, bottom, top
+BETWEEN_INCHES = (1.45, 0.0)  # between panels: a colour bar and its label
 
 
 @torch.no_grad()
@@ -46,18 +47,8 @@ def save_sheet_figure(
     _, features = model(image[None].to(device))
     model.train(was_training)
     panels = len(layers) + 1
-    figure, axes = plt.subplots(1, panels, figsize=(PANEL_INCHES * panels, PANEL_INCHES))
-    # Fixed margins in inches: tight_layout measured every label first, a third of the
-    # figure's time, paid at the end of every run
-    left, right, bottom, top, between = MARGIN_INCHES
-    width = PANEL_INCHES * panels
-    figure.subplots_adjust(
-        left=left / width,
-        right=1 - right / width,
-        bottom=bottom / PANEL_INCHES,
-        top=1 - top / PANEL_INCHES,
-        wspace=between / (PANEL_INCHES - between),
-    )
+    figure, axes = plt.subplots(1, panels, figsize=(PANEL_INCHES[0] * panels, PANEL_INCHES[1]))
+    set_margins_in_inches(figure, PANEL_INCHES, OUTER_INCHES, BETWEEN_INCHES)
     shown = image.cpu() * torch.tensor(IMAGENET_STD)[:, None, None]
     shown = shown + torch.tensor(IMAGENET_MEAN)[:, None, None]
     axes[0].imshow(shown.permute(1, 2, 0).clamp(0, 1).numpy())
