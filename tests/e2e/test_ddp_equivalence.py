@@ -239,6 +239,12 @@ def reference_run(
     return records, initial, final
 
 
+def epochs(run_dir: Path) -> list[float]:
+    """The epoch of each logged training step in ``run_dir``'s metrics.jsonl."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line["epoch"] for line in lines if "loss/total" in line]
+
+
 def replica_records(ddp_runs: Path, job: str) -> list[dict[str, list]]:
     return [json.loads((ddp_runs / f"{job}.rank{r}.json").read_text()) for r in range(2)]
 
@@ -272,6 +278,9 @@ def test_two_replicas_of_b_train_the_weights_of_one_process_of_2b(
     together = [sorted(shards[0][i : i + B] + shards[1][i : i + B]) for i in range(0, STEPS * B, B)]
     assert len(records["tickets"]) == 2 * len(shards[0]) == 2 * len(shards[1]) == STEPS * 2 * B
     assert together == single
+    # an epoch counts the shards' steps as the single process counts its own (B of 10 images
+    # a replica is one step of 2B, not two of B)
+    assert epochs(ddp_runs / "ddp" / job) == epochs(ddp_runs / "reference" / job)
     assert_same_weights(ddp_runs, job, initial, reference)
 
 
@@ -297,6 +306,8 @@ def test_rank_zero_alone_writes(ddp_runs: Path) -> None:
         run = str(ddp_runs / "ddp" / job)
         for name in ("last.pt", "model.pt", "metrics.jsonl", "positions", "figures"):
             assert any(name in path and run in path for path in zero), (job, name, sorted(zero))
+        last = torch.load(Path(run) / "last.pt", weights_only=True)["model"]
+        assert not any(name.startswith("module.") for name in last), job  # the bare model's
     zero = replica_records(ddp_runs, "supervised")[0]["written"]
     assert any(path.startswith("sqlite:") for path in zero)
     import mlflow

@@ -1,4 +1,7 @@
-"""DDP on CPU: two gloo processes under torchrun train one model on disjoint shards."""
+"""DDP on CPU through the CLIs: `torchrun -m topo_train` and the submitit launcher's tasks.
+
+That two replicas shard the data, train the weights of one process and write once:
+test_ddp_equivalence.py (one torchrun job, three runs)."""
 
 from __future__ import annotations
 
@@ -27,38 +30,6 @@ def run_ok(command: list[str], cwd) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result
-
-
-def test_two_process_ddp_run_shards_the_data_and_saves_once(tmp_path):
-    overrides = [
-        *tiny_overrides(tmp_path),
-        "trainer.device=cpu",
-        "tracking=none",
-        "data.batch_size=4",
-        "trainer.max_steps=3",
-        "trainer.val_every=0",
-    ]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29533",
-        "-m",
-        "topo_train",
-        *overrides,
-    ]
-    result = run_ok(command, tmp_path)
-    log = result.stdout + result.stderr
-    assert "distributed: rank 0 of 2" in log and "distributed: rank 1 of 2" in log
-    run_dir = tmp_path / "run"
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    train_lines = [line for line in lines if "loss/total" in line]
-    assert [line["step"] for line in train_lines] == [1, 2, 3]  # rank 0 alone logs
-    # 40 images, 4 per replica and step, 2 replicas → 5 steps per epoch (10 in one process).
-    assert train_lines[-1]["epoch"] == pytest.approx(3 / 5)
-    state = torch.load(run_dir / "last.pt", weights_only=True)
-    assert state["step"] == 3 and not any(k.startswith("module.") for k in state["model"])
 
 
 def test_ddp_spatial_multitask_run_moves_the_positions_by_their_costs(tmp_path):

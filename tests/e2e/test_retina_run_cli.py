@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.topo_eval.conftest import compose_eval
 from topo_data.retina_stimuli import full_field_flash
+from topo_eval.__main__ import evaluate
 from topo_eval.retina_runner import CHECKPOINT_FILE, read_outputs
 from topo_models.retina import Retina
 
@@ -76,18 +79,22 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_outputs(tmp_path, isolate
 
 
 def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
-    tmp_path, isolated_tracking
+    tmp_path, isolated_tracking, caplog
 ):
+    """As the CLI runs it, in this process (the kill test above runs the CLI)."""
     args = {"duration_s": 0.4, "on_s": 0.1, "off_s": 0.25, "height": 8, "width": 8}
     stimulus = "{name: full_field_flash, " + ", ".join(f"{k}: {v}" for k, v in args.items()) + "}"
-    command = _command(
+    out = tmp_path / "out"
+    cfg = compose_eval(
+        "task=retina_run",
+        "retina.progress=false",
         f"++retina.stimulus={stimulus}",
         "retina.spikes=false",
-        f"output_dir={tmp_path / 'out'}",
+        f"output_dir={out}",
         "tracking.enabled=true",
     )
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    caplog.set_level(logging.INFO, logger="topo_eval")
+    evaluate(cfg, out)
     outputs, expected = (
         read_outputs(tmp_path / "out"),
         _expected(full_field_flash(**args), spikes=False),
@@ -107,4 +114,4 @@ def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
     assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == [
         "figures/output.png"
     ]
-    assert f"run {run.info.run_id} in experiment topo-eval" in result.stdout + result.stderr
+    assert f"run {run.info.run_id} in experiment topo-eval" in caplog.text

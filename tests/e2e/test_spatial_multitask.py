@@ -1,5 +1,5 @@
 """The spatial multi-task workflow end to end on the embedded digits: train → record → split →
-score → plot through the real CLIs, the strength sweep, and the DVC pipeline."""
+score → plot, the strength sweep through the real CLIs, and the DVC pipeline."""
 
 from __future__ import annotations
 
@@ -42,19 +42,24 @@ def cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def test_train_then_every_stage_through_the_clis(tmp_path, isolated_tracking):
+def test_train_then_every_stage(tmp_path, isolated_tracking, compose_train):
+    """Training and `task=multitask`, each in this process as its CLI runs it (the README test
+    runs both CLIs)."""
+    from tests.topo_eval.conftest import compose_eval
+    from topo_eval.__main__ import evaluate
+    from topo_train import train
+
     run_dir = tmp_path / "train"
-    cli("topo_train", [*QUICK, f"run_dir={run_dir}"], tmp_path)
+    train(compose_train([*QUICK, f"run_dir={run_dir}"]))
     saved = torch.load(run_dir / "model.pt", weights_only=True)
     assert saved["model_config"]["input_shape"] == [1, 8, 8]  # filled from the data
     assert saved["model_config"]["n_tasks"] == 2 and "positions" in str(list(saved["model"]))
     sheet = np.load(run_dir / "positions" / "hidden1.npz")  # the learned positions, as files
     np.testing.assert_allclose(sheet["coordinates"], saved["model"]["hidden1.positions"].numpy())
     out = tmp_path / "eval"
-    cli(
-        "topo_eval",
-        ["task=multitask", f"checkpoint={run_dir / 'model.pt'}", f"output_dir={out}"],
-        tmp_path,
+    evaluate(
+        compose_eval("task=multitask", f"checkpoint={run_dir / 'model.pt'}", f"output_dir={out}"),
+        out,
     )
     table = pd.read_csv(out / "score" / "score.csv", index_col="network")
     assert list(table.index) == ["full", "Digits[0:5]", "Digits[5:10]"]

@@ -108,31 +108,29 @@ def test_embedded_data_validates_before_writing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_concurrent_writers_leave_one_complete_folder(tmp_path):
-    """Two processes writing the same folder at once (DDP replicas) both see a whole tree."""
-    import subprocess
-    import sys
+def _write_and_count_classes(root: str, counts) -> None:
+    """One writer: the embedded photos at ``root``, then the classes it reads back."""
+    folder = write_embedded_image_folder(root, image_size=16, train_per_class=3, val_per_class=1)
+    counts.put(len(load_image_folder(folder / "train").classes))
 
-    code = (
-        "import sys\n"
-        "from topo_data import load_image_folder, write_embedded_image_folder\n"
-        "root = write_embedded_image_folder(sys.argv[1], image_size=16, train_per_class=3,"
-        " val_per_class=1)\n"
-        "print(len(load_image_folder(root / 'train').classes))\n"
-    )
+
+def test_concurrent_writers_leave_one_complete_folder(tmp_path):
+    """Two processes writing the same folder at once (DDP replicas) both see a whole tree.
+    Forked, so that they start at once without importing torch again."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    counts = context.Queue()
     target = str(tmp_path / "shared")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, target],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+    writers = [
+        context.Process(target=_write_and_count_classes, args=(target, counts)) for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=120) for p in processes]
-    assert all(p.returncode == 0 for p in processes), [err for _, err in outputs]
-    assert [out.strip() for out, _ in outputs] == ["10", "10"]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    assert [counts.get(timeout=5) for _ in writers] == [10, 10]
 
 
 def test_writing_the_photo_set_says_what_where_and_reuse_says_nothing(tmp_path, caplog):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -102,24 +99,19 @@ def test_pipeline_params_are_the_composed_experiment_with_its_interpolations(mon
 
 
 def _train_stage(run_dir, method: str, level: str) -> None:
-    """The pipeline's training command for one run of the grid, at a tiny size."""
-    command = [
-        sys.executable,
-        "-m",
-        "topo_train",
-        "--config-dir",
-        str(PIPELINE),
-        "--config-name",
-        "params",
-        f"benchmark.method={method}",
-        f"benchmark.level={level}",
-        *tiny_overrides(run_dir.parent, run_dir.name),
-        "trainer.max_steps=2",
-        f"hydra.run.dir={run_dir.parent / 'logs'}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    """The pipeline's training stage for one run of the grid at a tiny size, in this process:
+    its params.yaml composed as the stage's `--config-dir … --config-name params` composes it."""
+    from topo_train import train
+
+    overrides = [f"benchmark.method={method}", f"benchmark.level={level}"]
+    overrides += [*tiny_overrides(run_dir.parent, run_dir.name), "trainer.max_steps=2"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(PIPELINE), version_base="1.3"):
+            cfg = compose("params", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+    train(cfg)
 
 
 @pytest.mark.slow

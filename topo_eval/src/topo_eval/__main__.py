@@ -29,7 +29,14 @@ from omegaconf import DictConfig, OmegaConf
 from topo_eval.data_loading import with_training_data
 from topo_eval.tracking import log_to_mlflow
 
-__all__ = ["EvalTask", "main", "run_task", "task_summary", "with_training_data"]  # old path too
+__all__ = [
+    "EvalTask",
+    "evaluate",
+    "main",
+    "run_task",
+    "task_summary",
+    "with_training_data",
+]  # old path too
 
 log = logging.getLogger("topo_eval")
 SUMMARY_ITEMS = 8  # figures and metrics named in the summary; the rest are counted
@@ -105,15 +112,22 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value.is_integer() else f"{value:.4g}"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+def evaluate(cfg: DictConfig, output_dir: Path) -> tuple[Path, dict[str, float], str | None]:
+    """What `python -m topo_eval` does with a composed config, in this process (a notebook, a
+    pipeline or a test need no new interpreter): run the task, log it to MLflow where tracked,
+    log the summary. Returns (the task's table, its metrics, the MLflow run id or None)."""
     table, metrics = run_task(cfg, output_dir)
     enabled = cfg.tracking.enabled
     if enabled is None:  # the task file says: scores are results worth keeping, not inspections
         enabled = cfg.task.tracked
     run_id = log_to_mlflow(cfg, output_dir, table, metrics) if enabled else None
     log.info("%s", task_summary(cfg, output_dir, table, metrics, run_id))
+    return table, metrics, run_id
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg, Path(cfg.output_dir or HydraConfig.get().runtime.output_dir))
 
 
 def cli() -> None:

@@ -1,10 +1,7 @@
-"""`python -m topo_eval task=responses checkpoint=… positions=… image=…` on a TDANN checkpoint."""
+"""`python -m topo_eval task=responses checkpoint=… positions=… image=…` on a TDANN checkpoint,
+run as the CLI runs it but in this process (the README test runs the CLI on a topo run)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
@@ -13,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.topo_eval.conftest import compose_eval
+from topo_eval.__main__ import evaluate
 from topo_models import create_model
 from topo_models.checkpoints import save_vissl_style_checkpoint
 from topo_models.positions import UniformLayout
@@ -27,26 +26,10 @@ def test_responses_task_writes_table_figures_and_an_mlflow_run(tmp_path, isolate
     UniformLayout(n_neighborhoods=50, seed=0).build(model, 32).save(tmp_path / "positions")
     image = tmp_path / "image.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8)).save(image)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "topo_eval",
-            "task=responses",
-            f"checkpoint={checkpoint}",
-            f"positions={tmp_path / 'positions'}",
-            f"image={image}",
-            "image_size=32",
-            f"output_dir={tmp_path / 'out'}",
-            "tracking.enabled=true",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ},
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    out = tmp_path / "out"
+    overrides = [f"checkpoint={checkpoint}", f"positions={tmp_path / 'positions'}"]
+    overrides += [f"image={image}", "image_size=32", f"output_dir={out}"]
+    evaluate(compose_eval("task=responses", *overrides, "tracking.enabled=true"), out)
     table = pd.read_csv(tmp_path / "out" / "responses.csv")
     assert table.layer.nunique() == 8 and len(table) == sum(
         np.prod(v.shape[1:]) for v in model(torch.zeros(1, 3, 32, 32))[1].values()
