@@ -105,10 +105,13 @@ def test_strength_sweep_tabulates_accuracy_before_and_after_the_split(tmp_path):
         + ["tracking=none"],
         tmp_path,
     )
+    from tests.topo_eval.conftest import compose_eval
+    from topo_eval.__main__ import evaluate
+
     sweep = tmp_path / "runs" / "sweeps" / "topo_train"
     out = tmp_path / "sweep_eval"
     report = ["task=multitask_sweep", f"sweep_dir={sweep}", f"output_dir={out}"]
-    cli("topo_eval", [*report, "tracking.enabled=false"], tmp_path)
+    evaluate(compose_eval(*report, "tracking.enabled=false"), out)  # as its CLI, in this process
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 4
     pairs = sorted(zip(table.proximity, table.transport, table.spatial, strict=True))
