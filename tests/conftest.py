@@ -29,19 +29,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one test per core: one thread each,
 # the end while the other core idles (test_train.py did: 74 s after the other worker had
 # finished); started first, the short files fill in around them.
 LONGEST_FIRST = (
-    "tests/e2e/test_dvc.py",  # 234 s
-    "tests/e2e/test_readme_commands.py",  # 215
-    "tests/e2e/test_spatial_multitask.py",  # 197
-    "tests/e2e/test_topography_trend.py",  # 183
-    "tests/e2e/test_cli.py",  # 181
-    "tests/e2e/test_sensorium_training.py",  # 154
-    "tests/e2e/test_memory_growth.py",  # 76
-    "tests/topo_train/test_train.py",  # 74
-    "tests/e2e/test_distributed.py",  # 68
-    "tests/e2e/test_slurm_requeue.py",  # 48
-    "tests/topo_eval/test_regulariser_benchmark.py",  # 41
-    "tests/e2e/test_installed_package.py",  # 38
-    "tests/e2e/test_ddp_equivalence.py",  # 38
+    "tests/e2e/test_sensorium_training.py",  # 172 s
+    "tests/e2e/test_cli.py",  # 156
+    "tests/e2e/test_dvc.py",  # 152
+    "tests/e2e/test_readme_commands.py",  # 133
+    "tests/e2e/test_topography_trend.py",  # 131
+    "tests/e2e/test_spatial_multitask.py",  # 96
+    "tests/e2e/test_memory_growth.py",  # 73
+    "tests/e2e/test_distributed.py",  # 51
+    "tests/topo_train/test_train.py",  # 48
+    "tests/e2e/test_slurm_requeue.py",  # 34
+    "tests/e2e/test_installed_package.py",  # 34
+    "tests/e2e/test_ddp_equivalence.py",  # 28
+    "tests/e2e/test_sweep_failures.py",  # 20
+    "tests/e2e/test_retina_run_cli.py",  # 19
+    "tests/topo_eval/test_regulariser_benchmark.py",  # 16
 )
 
 
