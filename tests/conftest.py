@@ -111,10 +111,13 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
-    """``conf/<config_name>.yaml`` composed with ``overrides`` (for fixtures of any scope)."""
+def compose_config(
+    overrides: list[str], config_name: str = "train", config_dir: Path = CONF
+) -> DictConfig:
+    """``<config_dir>/<config_name>.yaml`` (``conf/train.yaml`` by default) composed with
+    ``overrides`` (for fixtures of any scope)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
         return compose(config_name, overrides=overrides)
 
 

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, ROOT, tiny_overrides
+from tests.conftest import CONF, ROOT, compose_config, tiny_overrides
 from tests.topo_eval.conftest import compose_eval
 from tests.topo_eval.test_topography_task import FAST, tiny_run
 from topo_eval.__main__ import run_task
@@ -105,13 +105,7 @@ def _train_stage(run_dir, method: str, level: str) -> None:
 
     overrides = [f"benchmark.method={method}", f"benchmark.level={level}"]
     overrides += [*tiny_overrides(run_dir.parent, run_dir.name), "trainer.max_steps=2"]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(PIPELINE), version_base="1.3"):
-            cfg = compose("params", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-    train(cfg)
+    train(compose_config(overrides, "params", config_dir=PIPELINE))
 
 
 @pytest.mark.slow
