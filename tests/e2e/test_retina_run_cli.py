@@ -94,7 +94,7 @@ def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
         "tracking.enabled=true",
     )
     caplog.set_level(logging.INFO, logger="topo_eval")
-    evaluate(cfg, out)
+    _, metrics, run_id = evaluate(cfg, out)
     outputs, expected = (
         read_outputs(tmp_path / "out"),
         _expected(full_field_flash(**args), spikes=False),
@@ -102,7 +102,7 @@ def test_a_generated_stimulus_run_logs_its_summary_to_mlflow_when_enabled(
     assert all(np.array_equal(outputs[k], expected[k]) for k in expected)
     client = mlflow.MlflowClient(isolated_tracking)
     [run] = client.search_runs([client.get_experiment_by_name("topo-eval").experiment_id])
-    assert run.data.metrics["frames"] == 400
+    assert run_id == run.info.run_id and metrics["frames"] == run.data.metrics["frames"] == 400
     assert run.data.metrics["ganglion_input_ON_mean_hz"] == pytest.approx(
         float(expected["ganglion_input_ON"].astype(np.float64).mean()), rel=1e-9
     )

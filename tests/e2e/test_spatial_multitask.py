@@ -16,6 +16,9 @@ import torch
 import yaml
 
 from tests.e2e.test_dvc import repository, run  # noqa: F401  (the repository fixture)
+from tests.topo_eval.conftest import compose_eval
+from topo_eval.__main__ import evaluate
+from topo_train import train
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +48,6 @@ def cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_train_then_every_stage(tmp_path, isolated_tracking, compose_train):
     """Training and `task=multitask`, each in this process as its CLI runs it (the README test
     runs both CLIs)."""
-    from tests.topo_eval.conftest import compose_eval
-    from topo_eval.__main__ import evaluate
-    from topo_train import train
-
     run_dir = tmp_path / "train"
     train(compose_train([*QUICK, f"run_dir={run_dir}"]))
     saved = torch.load(run_dir / "model.pt", weights_only=True)
@@ -88,7 +87,6 @@ def test_train_then_every_stage(tmp_path, isolated_tracking, compose_train):
 
 def test_bad_where_is_refused_before_training(tmp_path, compose_train):
     from topo_models.errors import TopoError
-    from topo_train import train
 
     cfg = compose_train([*QUICK, f"run_dir={tmp_path / 'r'}", "loss.where=[hidden9]"])
     with pytest.raises(TopoError, match="hidden9") as refused:
@@ -105,9 +103,6 @@ def test_strength_sweep_tabulates_accuracy_before_and_after_the_split(tmp_path):
         + ["tracking=none"],
         tmp_path,
     )
-    from tests.topo_eval.conftest import compose_eval
-    from topo_eval.__main__ import evaluate
-
     sweep = tmp_path / "runs" / "sweeps" / "topo_train"
     out = tmp_path / "sweep_eval"
     report = ["task=multitask_sweep", f"sweep_dir={sweep}", f"output_dir={out}"]
@@ -159,7 +154,6 @@ def test_costs_separate_the_positions_of_different_tasks_beyond_the_shuffled_con
     from topo_eval.multitask.separation import separation_table
     from topo_eval.multitask.split import greedy_assignment
     from topo_eval.multitask.stages import load_run
-    from topo_train import train
 
     silhouettes = {}
     for name, costs in (("spatial", []), ("control", ["loss.proximity=0", "loss.transport=0"])):
@@ -191,8 +185,6 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, compose_
     never killed (trained in this process)."""
     import signal
     import time
-
-    from topo_train import train
 
     settings = [
         *QUICK,
